@@ -1,0 +1,1 @@
+"""Traffic ingest: capture reading, packet decoding, flow assembly, packet views, dataset adapters."""
