@@ -267,6 +267,206 @@ def kg_show(path: Path = typer.Argument(..., help="A folder written by `packetcl
         console.print(tree)
 
 
+# --- encoders: Lens packet encoder (pre-training, generation task) -------------------------------
+
+encoder_app = typer.Typer(help="Packet encoder (Lens-style T5 over masked packet bytes): pre-train and evaluate.",
+                          no_args_is_help=True)
+app.add_typer(encoder_app, name="encoder")
+
+
+@encoder_app.command("pretrain")
+def encoder_pretrain(
+    workspaces: List[Path] = typer.Argument(..., help="Workspaces written by `packetclip ingest` (packets.parquet)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the model, checkpoint/ and loss_curves.png."),
+    size: str = typer.Option("tiny", "--size", help="tiny | small | base."),
+    steps: int = typer.Option(2000, "--steps", min=1, help="Optimiser steps in total (a resumed run continues to this)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint with its stored settings."),
+    tokenisation: str = typer.Option("byte", "--tokenisation", help="byte (4-byte patches) | bigram (ET-BERT style)."),
+    k_packets: int = typer.Option(4, "--k", min=1, help="Packets per flow input."),
+    seed: int = typer.Option(0, "--seed", help="Seed for initialisation and every sampled batch."),
+    lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate."),
+    minutes: Optional[float] = typer.Option(None, "--minutes", help="Stop after this many minutes (resumable)."),
+    save_every: int = typer.Option(250, "--save-every", min=0, help="Refresh OUT/checkpoint every N steps (0: at the end)."),
+) -> None:
+    """Pre-train the packet encoder with span, packet-order and homologous-traffic prediction.
+
+    Example: packetclip encoder pretrain ws/ --size tiny --steps 2000 --out models/lens-tiny
+    """
+    from packetclip.encoders.lens import LensConfig
+    from packetclip.encoders.pretrain import PretrainSettings, pretrain
+
+    config = None if resume else LensConfig(size=size, tokenisation=tokenisation, k_packets=k_packets,
+                                            patch_size=4 if tokenisation == "byte" else 1)
+    settings = PretrainSettings(steps=steps, seed=seed, lr=lr, save_every=save_every)
+    result = pretrain(workspaces, out, config=config, settings=None if resume else settings,
+                      resume=resume, max_seconds=None if minutes is None else minutes * 60.0,
+                      steps_override=steps if resume else None)
+    last = result.history[-1] if result.history else {}
+    typer.echo(f"steps {result.steps_done}/{steps} in {result.seconds:.0f} s"
+               + (" (stopped by --minutes; continue with --resume)" if result.stopped_early else "")
+               + (f"; last losses msp {last['msp']:.3f} pop {last['pop']:.3f} htp {last['htp']:.3f}" if last else ""))
+    typer.echo(f"model: {result.out_dir}  curves: {result.out_dir / 'loss_curves.png'}")
+
+
+@encoder_app.command("eval-generation")
+def encoder_eval_generation(
+    checkpoint: Path = typer.Argument(..., help="Model folder written by `packetclip encoder pretrain`."),
+    workspaces: List[Path] = typer.Argument(..., help="Workspace(s) to take held-out flows from."),
+    max_packets: int = typer.Option(3000, "--max-packets", min=1, help="Packets evaluated (sampled, seeded)."),
+    per_flow: int = typer.Option(20, "--per-flow", min=1, help="At most this many packets per flow."),
+    seed: int = typer.Option(0, "--seed"),
+    json_out: bool = typer.Option(False, "--json", help="Also print the scores as one JSON line."),
+) -> None:
+    """Generate masked header fields (TTL, IP length, TCP flags/window, UDP length) on held-out flows.
+
+    Per field: exact-match accuracy of the decoder next to the most-frequent-value baseline.
+
+    Example: packetclip encoder eval-generation models/lens-tiny ws/
+    """
+    import json as _json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from packetclip.encoders.generation import evaluate_generation, holdout_modulus_of
+    from packetclip.encoders.lens import LensModel
+
+    model = LensModel.from_pretrained(checkpoint)
+    report = evaluate_generation(model, workspaces, holdout_modulus=holdout_modulus_of(checkpoint),
+                                 per_flow=per_flow, max_packets=max_packets, seed=seed, progress=True)
+    table = Table(title=f"generation on held-out flows ({report.heldout_flows:,} flows, "
+                        f"{report.heldout_packets:,} packets sampled; split by {report.split})")
+    for col in ("field", "packets", "model exact match", "baseline (most frequent)", "baseline value"):
+        table.add_column(col)
+    for s in report.scores:
+        table.add_row(s.field, f"{s.packets:,}", f"{s.model_accuracy:.3f}", f"{s.baseline_accuracy:.3f}",
+                      s.baseline_value)
+    Console().print(table)
+    if json_out:
+        typer.echo(_json.dumps(report.to_dict()))
+
+
+# --- language: flow descriptions, chat backends, OpenAI-compatible server ------------------------
+
+
+@app.command()
+def describe(
+    workspace: Path = typer.Argument(..., help="Workspace with labelled flows (flows.parquet, labels.parquet)."),
+    backend: str = typer.Option("rules", "--backend", "-b", help="Paraphraser: rules (offline), smollm2 or openai."),
+    per_flow: int = typer.Option(3, "--per-flow", help="Descriptions per flow."),
+    seed: int = typer.Option(0, "--seed", help="Same seed, same descriptions."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Describe at most N flows, spread evenly over labels."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file (default WORKSPACE/descriptions.parquet)."),
+    figures: bool = typer.Option(False, "--figures", help="Also draw Figure 6: word clouds and top-10 words per mission."),
+    figures_dir: Optional[Path] = typer.Option(None, "--figures-dir", help="Where the figures go (default WORKSPACE/figures)."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="LLM answer cache (default $PACKETCLIP_CACHE/language)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the LLM answer cache."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible server URL (--backend openai)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model name on that server (--backend openai)."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", help="API key for that server, if it needs one."),
+) -> None:
+    """Describe labelled flows in natural language (templates -> mission-graph concepts -> paraphrase).
+
+    Writes one row per description (flow_id, k, label, mission, text, backend, fallback) to
+    WORKSPACE/descriptions.parquet. LLM answers that fail validation fall back to the rules paraphraser.
+
+    Example: packetclip describe ws/ --backend rules --per-flow 3 --figures
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.table import Table
+
+    from packetclip.language.describe import Describer
+    from packetclip.language.workspace import describe_workspace
+
+    chat_options = {"base_url": base_url, "model": model, "api_key": api_key} if backend.strip().lower() == "openai" else {}
+    describer = Describer(backend, per_flow, seed, cache_dir=cache_dir, use_cache=not no_cache,
+                          chat_options={k: v for k, v in chat_options.items() if v})
+    console = Console()
+    with Progress(TextColumn("[bold]describing ({task.fields[backend]})"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("describe", total=None, backend=backend)
+        target, table = describe_workspace(
+            workspace, describer, limit=limit, out=out, progress=lambda n: bar.advance(task, n),
+            on_total=lambda n: bar.update(task, total=n))
+    summary = Table(title=f"{len(table):,} descriptions ({backend}, seed {seed}) -> {target}")
+    for column in ("label", "descriptions", "LLM fallbacks"):
+        summary.add_column(column)
+    for label, group in table.groupby("label", sort=True):
+        summary.add_row(str(label), f"{len(group):,}", f"{int(group['fallback'].sum()):,}")
+    console.print(summary)
+    if len(table):
+        console.print(f"[dim]example:[/] {table['text'].iloc[0]}")
+    cache = getattr(describer.paraphraser, "cache", None)
+    if cache is not None:
+        console.print(f"LLM cache: {cache.hits:,} hits, {cache.misses:,} misses ({cache.path})")
+    if figures:
+        from packetclip.language.figures import write_mission_figures
+
+        paths = write_mission_figures(table, figures_dir or Path(workspace) / "figures", seed=seed)
+        for path in paths:
+            console.print(f"figure: {path}")
+
+
+llm_app = typer.Typer(help="Local chat models: an OpenAI-compatible server and a one-shot chat.", no_args_is_help=True)
+app.add_typer(llm_app, name="llm")
+
+
+@llm_app.command("serve")
+def llm_serve(
+    port: int = typer.Option(8000, "--port", "-p", help="TCP port to listen on (0: any free port)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; keep loopback unless you mean to share it."),
+    backend: str = typer.Option("smollm2", "--backend", help="Local chat backend to serve (smollm2)."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", help="Require this bearer token from clients."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Torch CPU threads for the model."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every request."),
+) -> None:
+    """Serve a local chat model under the OpenAI chat-completions protocol (POST /v1/chat/completions).
+
+    Example: packetclip llm serve --port 8000 --backend smollm2
+    """
+    from rich.console import Console
+
+    from packetclip.language.server import make_server
+
+    console = Console()
+    server = make_server(backend, host=host, port=port, api_key=api_key, threads=threads,
+                         log=(lambda line: console.print(f"[dim]{line}[/]")) if verbose else None)
+    with console.status(f"loading {backend}"):
+        server.backend.chat([{"role": "user", "content": "Hi"}], max_tokens=1)   # load before accepting requests
+    console.print(f"serving {backend} at {server.url} (POST /chat/completions, GET /models); Ctrl-C stops")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        console.print("stopped")
+    finally:
+        server.server_close()
+
+
+@llm_app.command("chat")
+def llm_chat(
+    prompt: str = typer.Argument(..., help="The user message."),
+    backend: str = typer.Option("smollm2", "--backend", help="smollm2 (offline) or openai."),
+    system: Optional[str] = typer.Option(None, "--system", help="A system message."),
+    max_tokens: int = typer.Option(128, "--max-tokens", help="Longest answer in tokens."),
+    temperature: float = typer.Option(0.0, "--temperature", help="0 is greedy."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the sample when temperature > 0."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible server URL (--backend openai)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model name on that server (--backend openai)."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", help="API key for that server."),
+) -> None:
+    """Ask a chat backend one question and print the answer.
+
+    Example: packetclip llm chat "List three words about port scans." --backend smollm2
+    """
+    from packetclip.language.chat import get_chat_backend
+
+    options = {"base_url": base_url, "model": model, "api_key": api_key} if backend.strip().lower() == "openai" else {}
+    chat = get_chat_backend(backend, **options)
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+    typer.echo(chat.chat(messages, max_tokens=max_tokens, temperature=temperature, seed=seed))
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     """Entry point: user errors become one line on stderr and exit code 2, never a traceback.
 

@@ -1,0 +1,83 @@
+"""The three attack missions and the MITRE ATT&CK v15 techniques that ground their knowledge graphs.
+
+Choices (the lab's 10 fine classes are what the graphs must describe):
+
+* DoS (ICMP/SYN/UDP/DNS floods, Slowloris): T1498 Network DoS with .001 Direct Network Flood and
+  .002 Reflection Amplification; T1499 Endpoint DoS with .001 OS Exhaustion Flood (SYN/ACK floods),
+  .002 Service Exhaustion Flood (HTTP floods, the Slowloris family), .003 Application Exhaustion Flood
+  and .004 Application or System Exploitation. All are core.
+* Reconnaissance (OS scan, vulnerability scan, port scan): core T1595 Active Scanning with .001 Scanning
+  IP Blocks, .002 Vulnerability Scanning, .003 Wordlist Scanning, and T1046 Network Service Discovery
+  (port scans). Related: T1018 Remote System Discovery (ping sweeps) and T1592 / T1592.002 Gather Victim
+  Host Information / Software (what OS and service fingerprinting is for). T1082 System Information
+  Discovery is left out: it is run on an already-compromised host, not over the network.
+* Brute Force (dictionary attacks on SSH/FTP/Telnet/HTTP auth): core T1110 with .001 Password Guessing,
+  .002 Password Cracking, .003 Password Spraying, .004 Credential Stuffing. Related: T1021.004 SSH
+  (the service most dictionary attacks in the lab hit) and T1078 Valid Accounts (what a success yields).
+
+Core techniques drive the key concepts (level 0); related ones only widen the associated words of
+later levels and weigh half as much.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from packetclip.errors import PacketClipError
+
+
+@dataclass(frozen=True)
+class MissionSpec:
+    """A mission: its CLI key, display label, prompt phrase, and ATT&CK techniques."""
+
+    key: str
+    label: str
+    phrase: str
+    core: tuple[str, ...]
+    related: tuple[str, ...] = ()
+    # Words that only repeat the label; the graph should add knowledge, not echo the class name.
+    label_words: tuple[str, ...] = ()
+
+    @property
+    def techniques(self) -> tuple[str, ...]:
+        return self.core + self.related
+
+
+MISSIONS: dict[str, MissionSpec] = {
+    "dos": MissionSpec(
+        key="dos",
+        label="DoS",
+        phrase="denial-of-service (DoS)",
+        core=("T1498", "T1498.001", "T1498.002", "T1499", "T1499.001", "T1499.002", "T1499.003", "T1499.004"),
+        label_words=("dos", "denial"),
+    ),
+    "reconnaissance": MissionSpec(
+        key="reconnaissance",
+        label="Reconnaissance",
+        phrase="network reconnaissance (scanning)",
+        core=("T1595", "T1595.001", "T1595.002", "T1595.003", "T1046"),
+        related=("T1018", "T1592", "T1592.002"),
+        label_words=("reconnaissance",),
+    ),
+    "brute-force": MissionSpec(
+        key="brute-force",
+        label="Brute Force",
+        phrase="brute-force (password guessing)",
+        core=("T1110", "T1110.001", "T1110.002", "T1110.003", "T1110.004"),
+        related=("T1021.004", "T1078"),
+        label_words=("brute", "force", "forcing"),
+    ),
+}
+
+
+def mission_spec(name: str) -> MissionSpec:
+    """Look a mission up by key or label, case/space/underscore-insensitively ("Brute Force" -> brute-force)."""
+    key = "-".join(str(name).strip().lower().replace("_", " ").replace("-", " ").split())
+    if key in MISSIONS:
+        return MISSIONS[key]
+    for spec in MISSIONS.values():
+        if key == "-".join(spec.label.lower().split()):
+            return spec
+    known = ", ".join(MISSIONS)
+    hint = " (Benign has no mission graph)" if key == "benign" else ""
+    raise PacketClipError(f"unknown mission {name!r}{hint}; expected one of: {known}")

@@ -1,0 +1,398 @@
+"""Denial of service: hping3 SYN/UDP/ICMP floods, random-subdomain DNS floods, slowloris.
+
+hping3 defaults are kept where the tool has them: TCP window 64, TTL 64, no TCP options, source port
+incremented per packet from a random base, data bytes filled with 'X', ICMP id fixed and seq counting.
+Spoofing is per episode: random source per packet (--rand-source), one fixed spoofed address (-a), or
+the attacker's own address. The victim answers like Linux: SYN/ACK (retransmitted while the backlog
+holds the half-open entry, SYN cookies without retransmission after it is full), RST/ACK for closed
+ports, ICMP port unreachable under the kernel's ICMP rate limit, echo replies to every echo request.
+"""
+
+from __future__ import annotations
+
+import random
+import string
+
+from packetclip.lab.network import Host, Network, random_public_ip
+from packetclip.lab.packets import (ACK, PROTO_TCP, PROTO_UDP, RST, SYN, ipv4, opt_mss, udp_datagram)
+from packetclip.lab.protocols import dns_query, dns_response
+from packetclip.lab.scenarios.base import Ctx, Plan, Ports, Scenario, rtt, scale_duration
+from packetclip.lab.tooldata import USER_AGENTS
+from packetclip.lab.wire import ROLE_ATTACKER, ROLE_VICTIM, TcpConn
+
+
+def _flood_times(rng: random.Random, start: float, end: float, rate: float, style: str):
+    """Send times of hping3 -i u<N> (regular, usleep jitter) or --flood-like bursts throttled to ``rate``."""
+    t = start
+    interval = 1.0 / rate
+    if style == "interval":
+        while t < end:
+            yield t
+            t += interval * (1.0 + 0.08 * rng.random()) + 55e-6 * rng.random()
+    else:
+        while t < end:
+            burst = rng.randint(8, 64)
+            for _ in range(burst):
+                yield t
+                t += rng.uniform(2e-6, 12e-6)
+            t += burst * interval * (0.7 + 0.6 * rng.random())
+
+
+class _Spoofer:
+    """Source addresses for one flood."""
+
+    def __init__(self, rng: random.Random, net: Network, mode: str, attacker: Host):
+        self.rng = rng
+        self.mode = mode
+        self.attacker = attacker
+        self.fixed = random_public_ip(rng) if mode == "fixed" else None
+        self.net = net
+
+    def next(self) -> bytes:
+        if self.mode == "random":
+            return random_public_ip(self.rng)
+        if self.mode == "fixed":
+            return self.fixed
+        return self.attacker.ip
+
+
+def _spoof_host(net: Network, attacker: Host, ip: bytes) -> Host:
+    """The answering side's view of a spoofed source: reached through the gateway unless it is the attacker."""
+    if ip == attacker.ip:
+        return attacker
+    return Host("spoofed", "remote", ip, b"\x00" * 6, attacker.stack, hops=1)
+
+
+def _flood_victim(rng: random.Random, net: Network) -> Host:
+    return rng.choice([net.gateway, net.broker, net.nas, *net.devices_of("ip-camera", "smart-speaker", "smart-plug")])
+
+
+def _flood_common(rng: random.Random, net: Network, start: float, max_duration: float, cfg: dict):
+    duration = scale_duration(rng, *cfg["flood_duration_s"], max_duration)
+    rate = rng.uniform(*cfg["flood_rate_pps"])
+    spoof = rng.choices(["random", "fixed", "none"], [50, 20, 30])[0]
+    style = rng.choice(["interval", "interval", "burst"])
+    return duration, round(rate, 1), spoof, style
+
+
+class Hping3SynFlood(Scenario):
+    label = "SYN Flood"
+    name = "hping3-syn"
+
+    def __init__(self, cfg: dict):
+        self.cfg = cfg
+
+    def plan(self, rng, net, start, max_duration):
+        duration, rate, spoof, style = _flood_common(rng, net, start, max_duration, self.cfg)
+        victim = _flood_victim(rng, net)
+        open_ports = sorted(victim.tcp_ports) or [80]
+        dport = rng.choice(open_ports) if rng.random() < 0.85 else rng.choice([80, 443, 8080])
+        params = {"rate_pps": rate, "spoof": spoof, "timing": style, "dport": dport,
+                  "data": rng.choice([0, 0, 0, 0, 20, 64, 120]), "window": 64, "backlog": rng.choice([128, 256, 512, 1024])}
+        tool = "hping3 -S " + ("--rand-source " if spoof == "random" else "-a <spoofed> " if spoof == "fixed" else "") + f"-p {dport}"
+        return Plan(self.label, tool, start, start + duration, params, [rng.choice(net.attackers)], [victim])
+
+    def run(self, ctx: Ctx) -> None:
+        rng, net, w = ctx.rng, ctx.net, ctx.wire
+        p = ctx.params
+        a, v = ctx.plan.attackers[0], ctx.plan.victims[0]
+        spoof = _Spoofer(rng, net, p["spoof"], a)
+        sport = rng.randint(1024, 65535)
+        is_open = v.is_open(PROTO_TCP, p["dport"])
+        data = b"X" * p["data"]
+        base_rtt = rtt(rng, a, v)
+        half_open = 0
+        for t in _flood_times(rng, ctx.start, ctx.end, p["rate_pps"], p["timing"]):
+            src = spoof.next()
+            sport = sport + 1 if sport < 65535 else 0
+            seq = rng.getrandbits(32)
+            w.tcp(t, a, v, sport, p["dport"], seq, 0, SYN, p["window"], b"", data, src_ip=src, ttl=64,
+                  ident=rng.getrandbits(16), df=False, role=ROLE_ATTACKER)
+            if rng.random() < 0.04:
+                continue      # dropped at the victim's NIC under load
+            ta = t + base_rtt * rng.uniform(0.8, 2.5)
+            peer = _spoof_host(net, a, src)
+            if not is_open:
+                w.tcp(ta, v, peer, p["dport"], sport, 0, seq + 1 + len(data), RST | ACK, 0, df=True, ident=0,
+                      role=ROLE_VICTIM)
+                continue
+            isn = rng.getrandbits(32)
+            w.tcp(ta, v, peer, p["dport"], sport, isn, seq + 1, SYN | ACK, v.stack.synack_window, opt_mss(v.stack.mss),
+                  df=True, role=ROLE_VICTIM)
+            if src == a.ip:
+                w.tcp(ta + rtt(rng, v, a), a, v, sport, p["dport"], seq + 1, 0, RST, 0, df=True, ident=0,
+                      role=ROLE_ATTACKER)
+            elif half_open < p["backlog"]:
+                half_open += 1
+                for delay in (1.0, 3.0):      # SYN/ACK retransmissions of a queued half-open connection
+                    if ta + delay < ctx.end + 3:
+                        w.tcp(ta + delay, v, peer, p["dport"], sport, isn, seq + 1, SYN | ACK,
+                              v.stack.synack_window, opt_mss(v.stack.mss), df=True, role=ROLE_VICTIM)
+
+
+class Hping3UdpFlood(Scenario):
+    label = "UDP Flood"
+    name = "hping3-udp"
+
+    def __init__(self, cfg: dict):
+        self.cfg = cfg
+
+    def plan(self, rng, net, start, max_duration):
+        duration, rate, spoof, style = _flood_common(rng, net, start, max_duration, self.cfg)
+        victim = _flood_victim(rng, net)
+        port_mode = rng.choice(["fixed", "fixed", "increment"])
+        params = {"rate_pps": rate, "spoof": spoof, "timing": style, "port_mode": port_mode,
+                  "dport": rng.choice([0, 53, 80, 123, 161, 1900, 5683, 7, rng.randint(1024, 65000)]),
+                  "data": rng.choice([0, 8, 32, 64, 100, 120, 512, 1024, 1400])}
+        tool = "hping3 --udp " + ("--rand-source " if spoof == "random" else "") + \
+            f"-p {'++' if port_mode == 'increment' else ''}{params['dport']} -d {params['data']}"
+        return Plan(self.label, tool, start, start + duration, params, [rng.choice(net.attackers)], [victim])
+
+    def run(self, ctx: Ctx) -> None:
+        rng, net, w = ctx.rng, ctx.net, ctx.wire
+        p = ctx.params
+        a, v = ctx.plan.attackers[0], ctx.plan.victims[0]
+        spoof = _Spoofer(rng, net, p["spoof"], a)
+        sport = rng.randint(1024, 65535)
+        dport = p["dport"]
+        payload = b"X" * p["data"]
+        base_rtt = rtt(rng, a, v)
+        tokens: dict[bytes, tuple[float, float]] = {}
+        global_tokens, global_last = 50.0, ctx.start
+        for t in _flood_times(rng, ctx.start, ctx.end, p["rate_pps"], p["timing"]):
+            src = spoof.next()
+            sport = sport + 1 if sport < 65535 else 0
+            if p["port_mode"] == "increment":
+                dport = dport + 1 if dport < 65535 else 0
+            w.udp(t, a, v, sport, dport, payload, src_ip=src, ttl=64, ident=rng.getrandbits(16), df=False,
+                  role=ROLE_ATTACKER)
+            if v.is_open(PROTO_UDP, dport):
+                continue   # the service discards garbage
+            # Linux ICMP rate limits: per destination (burst 6, 1/s) and global (icmp_msgs_per_sec 1000).
+            ta = t + base_rtt * rng.uniform(0.8, 1.5)
+            tok, last = tokens.get(src, (6.0, ta))
+            tok = min(6.0, tok + (ta - last))
+            global_tokens = min(50.0, global_tokens + (ta - global_last) * 1000.0)
+            global_last = ta
+            if tok < 1.0 or global_tokens < 1.0:
+                tokens[src] = (tok, ta)
+                continue
+            tokens[src] = (tok - 1.0, ta)
+            global_tokens -= 1.0
+            original = ipv4(src, v.ip, PROTO_UDP, udp_datagram(src, v.ip, sport, dport, payload), ttl=63, ident=0,
+                            df=False)
+            w.icmp_unreachable(ta, v, _spoof_host(net, a, src), 3, original, tos=0xC0, role=ROLE_VICTIM)
+            if len(tokens) > 50000:
+                tokens.clear()
+
+
+class Hping3IcmpFlood(Scenario):
+    label = "ICMP Flood"
+    name = "hping3-icmp"
+
+    def __init__(self, cfg: dict):
+        self.cfg = cfg
+
+    def plan(self, rng, net, start, max_duration):
+        duration, rate, spoof, style = _flood_common(rng, net, start, max_duration, self.cfg)
+        victim = _flood_victim(rng, net)
+        tool = rng.choice(["hping3", "hping3", "ping -f"])
+        params = {"rate_pps": rate, "spoof": spoof if tool == "hping3" else "none", "timing": style, "tool": tool,
+                  "data": 56 if tool == "ping -f" else rng.choice([0, 0, 32, 64, 120, 500, 1000, 1400])}
+        name = "hping3 --icmp " + ("--rand-source " if params["spoof"] == "random" else "") + f"-d {params['data']}" \
+            if tool == "hping3" else f"ping -f -s {params['data']}"
+        return Plan(self.label, name, start, start + duration, params, [rng.choice(net.attackers)], [victim])
+
+    def run(self, ctx: Ctx) -> None:
+        rng, net, w = ctx.rng, ctx.net, ctx.wire
+        p = ctx.params
+        a, v = ctx.plan.attackers[0], ctx.plan.victims[0]
+        spoof = _Spoofer(rng, net, p["spoof"], a)
+        ident = rng.getrandbits(16)
+        if p["tool"] == "ping -f":
+            pattern = bytes(range(0x10, 0x38))
+            payload_of = lambda t: int(t).to_bytes(8, "little") + int((t % 1) * 1e6).to_bytes(8, "little") + pattern  # noqa: E731
+        else:
+            fixed = b"X" * p["data"]
+            payload_of = lambda t: fixed  # noqa: E731
+        base_rtt = rtt(rng, a, v)
+        seq = 0
+        for t in _flood_times(rng, ctx.start, ctx.end, p["rate_pps"], p["timing"]):
+            src = spoof.next()
+            payload = payload_of(t)
+            rest = (ident << 16) | seq
+            w.icmp(t, a, v, 8, 0, rest, payload, src_ip=src, ttl=64, df=p["tool"] == "ping -f", role=ROLE_ATTACKER)
+            seq = (seq + 1) & 0xFFFF
+            if rng.random() < 0.03:
+                continue
+            w.icmp(t + base_rtt * rng.uniform(0.8, 2.0), v, _spoof_host(net, a, src), 0, 0, rest, payload,
+                   df=False, role=ROLE_VICTIM)
+
+
+class DnsFlood(Scenario):
+    label = "DNS Flood"
+    name = "dns-water-torture"
+
+    def __init__(self, cfg: dict):
+        self.cfg = cfg
+
+    def plan(self, rng, net, start, max_duration):
+        duration = scale_duration(rng, *self.cfg["flood_duration_s"], max_duration)
+        rate = rng.uniform(*self.cfg["flood_rate_pps"]) * rng.uniform(0.3, 0.8)
+        domain = rng.choice(["victim-corp.com", "example-shop.net", "bank-portal.org", "iot-vendor.io", "game-srv.net"])
+        params = {"rate_qps": round(rate, 1), "domain": domain, "label_len": [rng.randint(6, 10), rng.randint(11, 20)],
+                  "qtypes": rng.choice([["A"], ["A", "AAAA"], ["A", "ANY"], ["A", "MX", "TXT"]]),
+                  "sources": rng.choice(["attackers", "attackers", "spoofed"]), "drop": round(rng.uniform(0.0, 0.3), 2),
+                  "servfail": round(rng.uniform(0.0, 0.2), 2), "edns": rng.random() < 0.5}
+        victim = net.gateway
+        tool = f"dnsflood {domain} (random subdomains)"
+        attackers = net.attackers if params["sources"] == "attackers" else [rng.choice(net.attackers)]
+        return Plan(self.label, tool, start, start + duration, params, list(attackers), [victim])
+
+    def run(self, ctx: Ctx) -> None:
+        rng, net, w = ctx.rng, ctx.net, ctx.wire
+        p = ctx.params
+        v = ctx.plan.victims[0]
+        alphabet = string.ascii_lowercase + string.digits
+        lo, hi = p["label_len"]
+        ports = {a.name: Ports(rng, a) for a in ctx.plan.attackers}
+        for t in _flood_times(rng, ctx.start, ctx.end, p["rate_qps"], "interval"):
+            a = rng.choice(ctx.plan.attackers)
+            src = random_public_ip(rng) if p["sources"] == "spoofed" else a.ip
+            sport = ports[a.name].next() if p["sources"] != "spoofed" else rng.randint(1024, 65535)
+            name = "".join(rng.choice(alphabet) for _ in range(rng.randint(lo, hi))) + "." + p["domain"]
+            if rng.random() < 0.3:
+                name = "".join(rng.choice(alphabet) for _ in range(rng.randint(3, 8))) + "." + name
+            q = dns_query(rng.getrandbits(16), name, rng.choice(p["qtypes"]), edns=p["edns"])
+            w.udp(t, a, v, sport, 53, q, src_ip=src, role=ROLE_ATTACKER)
+            if rng.random() < p["drop"]:
+                continue
+            peer = _spoof_host(net, a, src)
+            r = rng.random()
+            if r < p["servfail"]:
+                resp, delay = dns_response(q, [], rcode=2), rng.uniform(1.0, 5.0)
+            else:
+                resp, delay = dns_response(q, [], rcode=3, authority_soa=True, rng=rng), rng.uniform(0.012, 0.09)
+            w.udp(t + delay, v, peer, 53, sport, resp, role=ROLE_VICTIM)
+
+
+_SLOW_UA_PL = ("Mozilla/4.0 (compatible; MSIE 7.0; Windows NT 5.1; Trident/4.0; .NET CLR 1.1.4322; .NET CLR 2.0.503l3; "
+               ".NET CLR 3.0.4506.2152; .NET CLR 3.5.30729; MSOffice 12)")
+
+
+class Slowloris(Scenario):
+    """Slow-header DoS: many connections that never finish their request headers.
+
+    Three tool models: slowloris.py (request line, then the other lines as one Nagle-coalesced segment,
+    ``X-a: <n>`` every ~15 s), slowloris.pl (the whole partial request in one ~230-byte segment, ``X-a: b``
+    every ``-timeout`` seconds) and slowhttptest -H (random ``X-...`` headers every ``-i`` seconds). The
+    server side is Apache with or without mod_reqtimeout (408 + FIN after 20-40 s, or 300 s), nginx or
+    lighttpd (silent close after 60 s); the client notices a closed socket on its next send (RST) and
+    reconnects.
+    """
+
+    label = "Slowloris"
+    name = "slowloris"
+
+    TOOLS = {"slowloris.py": ((10, 20), 150), "slowloris.pl": ((30, 100), 1000), "slowhttptest -H": ((5, 60), 50)}
+    SERVERS = {"apache-reqtimeout": (20.0, 40.0, True), "apache-legacy": (300.0, 300.0, True),
+               "nginx": (60.0, 60.0, False), "lighttpd": (60.0, 60.0, False)}
+
+    def plan(self, rng, net, start, max_duration):
+        victim = rng.choice(net.web_servers())
+        duration = scale_duration(rng, 60, 300, max_duration)
+        tool = rng.choices(list(self.TOOLS), [45, 30, 25])[0]
+        (lo, hi), default_sockets = self.TOOLS[tool]
+        params = {"tool": tool, "sockets": min(400, max(20, int(default_sockets * rng.uniform(0.3, 1.5)))),
+                  "interval_s": round(rng.uniform(lo, hi), 1),
+                  "server": rng.choices(list(self.SERVERS), [25, 35, 20, 20])[0], "port": 80,
+                  "ramp_s": round(rng.uniform(0.5, 8.0), 2)}
+        return Plan(self.label, f"{tool} ({params['sockets']} sockets, every {params['interval_s']} s)", start,
+                    start + duration, params, [rng.choice(net.attackers)], [victim])
+
+    def _request(self, rng, tool: str, host: str) -> list[bytes]:
+        """The partial request as the tool's send() calls hand it to TCP (one element per segment)."""
+        if tool == "slowloris.py":
+            ua = rng.choice(USER_AGENTS)
+            return [f"GET /?{rng.randint(0, 2000)} HTTP/1.1\r\n".encode(),
+                    f"User-Agent: {ua}\r\nAccept-language: en-US,en,q=0.5\r\n".encode()]
+        if tool == "slowloris.pl":
+            return [f"GET /{rng.randint(1, 99999999)} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {_SLOW_UA_PL}\r\n"
+                    "Content-Length: 42\r\n".encode()]
+        return [f"GET / HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {rng.choice(USER_AGENTS)}\r\n"
+                f"Referer: http://code.google.com/p/slowhttptest/\r\n".encode()]
+
+    def _header(self, rng, tool: str) -> bytes:
+        if tool == "slowloris.py":
+            return f"X-a: {rng.randint(1, 5000)}\r\n".encode()
+        if tool == "slowloris.pl":
+            return b"X-a: b\r\n"
+        name = "".join(rng.choice(string.ascii_letters) for _ in range(rng.randint(3, 12)))
+        value = "".join(rng.choice(string.ascii_letters + string.digits) for _ in range(rng.randint(4, 24)))
+        return f"X-{name}: {value}\r\n".encode()
+
+    def run(self, ctx: Ctx) -> None:
+        rng, w = ctx.rng, ctx.wire
+        p = ctx.params
+        a, v = ctx.plan.attackers[0], ctx.plan.victims[0]
+        lo, hi, sends_408 = self.SERVERS[p["server"]]
+        eph = Ports(rng, a)
+        base = rtt(rng, a, v)
+        back = rtt(rng, v, a)
+        host = ".".join(map(str, v.ip))
+
+        def open_socket(t: float):
+            conn = TcpConn(w, a, v, eph.next(), p["port"], rtt_s=base, rtt_c=back)
+            t = conn.handshake(t) + rng.uniform(30e-6, 300e-6)
+            parts = self._request(rng, p["tool"], host)
+            for k, part in enumerate(parts):
+                if k:
+                    t += conn.jitter(1)          # Nagle: the rest waits for the first segment's ACK
+                    conn.data(t, 0, part, ack="delayed")
+                else:
+                    conn.data(t, 0, part, ack="delayed" if len(parts) == 1 else "none")
+                    if len(parts) > 1:
+                        conn.send(t + conn.jitter(1), 1, ACK)
+            return {"conn": conn, "deadline": t + rng.uniform(lo, hi), "dead": False}
+
+        socks = []
+        t = ctx.start
+        ramp = p["ramp_s"] / max(1, p["sockets"])
+        for _ in range(p["sockets"]):
+            socks.append(open_socket(t))
+            t += ramp * rng.uniform(0.5, 1.5)
+        t = ctx.start + p["ramp_s"] + p["interval_s"]
+        while t < ctx.end:
+            for s in socks:
+                conn = s["conn"]
+                if t > s["deadline"]:
+                    # The server timed the request out: optional 408, FIN; the next send draws a RST.
+                    td = s["deadline"]
+                    if sends_408:
+                        conn.data(td, 1, b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                                  ack="none")
+                    conn.send(td + 1e-5, 1, 0x11)          # FIN/ACK
+                    conn.send(td + conn.jitter(0), 0, ACK)
+                    conn.data(t, 0, self._header(rng, p["tool"]), ack="none")
+                    conn.send(t + conn.jitter(1), 1, RST, window=0)
+                    s["dead"] = True
+                    continue
+                conn.data(t, 0, self._header(rng, p["tool"]), ack="delayed")
+                t += rng.uniform(20e-6, 400e-6)
+            alive = [s for s in socks if not s["dead"]]
+            for _ in range(len(socks) - len(alive)):
+                if t >= ctx.end:
+                    break
+                alive.append(open_socket(t))
+                t += rng.uniform(1e-4, 2e-3)
+            socks = alive
+            t += p["interval_s"] * rng.uniform(0.98, 1.05)
+        # Ctrl-C at the end: the kernel closes every socket.
+        t = max(t, ctx.end)
+        for s in socks:
+            s["conn"].close(t, 0)
+            t += rng.uniform(10e-6, 100e-6)
+
+
+def scenarios(cfg: dict) -> list[Scenario]:
+    return [Hping3SynFlood(cfg), Hping3UdpFlood(cfg), Hping3IcmpFlood(cfg), DnsFlood(cfg), Slowloris()]

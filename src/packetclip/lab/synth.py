@@ -1,0 +1,362 @@
+"""``packetclip lab synth``: a seeded, pure-Python generator of labelled ACI-IoT-style captures.
+
+One run draws an IoT network, schedules benign background traffic, benign bursts and at least one
+episode of each of the 9 attack classes, lets each episode's behaviour model write its packets (each
+episode has its own RNG stream derived from the seed, so episodes do not disturb each other), merges all
+episodes by timestamp into ``capture.pcap`` and writes the labels:
+
+- ``packet_labels.parquet``  one row per pcap record (``packet_number`` = index in the pcap): fine class,
+  mission, sender role (attacker / victim / benign / other), attacker and victim addresses, episode
+- ``episodes.parquet``       the schedule: episode id, class, tool model, parameters (JSON), start/end,
+  attacker/victim addresses, packet count
+- after ingest (``packetclip.traffic.ingest``): the workspace files ``flows.parquet`` (with ``label`` and
+  ``mission`` columns added) and ``packets.parquet``, plus ``labels.parquet`` with one row per flow.
+
+The same seed gives byte-identical files; nothing reads the clock or the global RNG.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from packetclip.errors import PacketClipError
+from packetclip.traffic.labels import FINE_CLASSES, mission_of
+from packetclip.lab.network import Network, build_network
+from packetclip.lab.packets import ip_text
+from packetclip.lab.scenarios import Ctx, Plan, attack_scenarios, benign_scenarios
+from packetclip.lab.wire import ROLE_NAMES, Trace, Wire
+
+CAPTURE = "capture.pcap"
+PACKET_LABELS = "packet_labels.parquet"
+EPISODES = "episodes.parquet"
+FLOW_LABELS = "labels.parquet"
+
+
+@dataclass
+class SynthConfig:
+    """Everything that shapes a synthetic capture; the seed fixes every random draw."""
+
+    duration_s: float = 600.0
+    seed: int = 7
+    n_devices: tuple[int, int] = (10, 20)
+    # Floods are scaled so that a 10-minute run is ~1e5-5e5 packets; raise for stress tests.
+    flood_rate_pps: tuple[float, float] = (150.0, 1000.0)
+    flood_duration_s: tuple[float, float] = (8.0, 40.0)
+    attacks_per_class_per_10min: float = 2.0
+    bursts_per_10min: float = 3.0
+    classes: tuple[str, ...] = FINE_CLASSES
+    start_unix: float = 1_678_000_000.0    # capture clock at t=0 (fixed, never the current time)
+
+    def validate(self) -> None:
+        if not (self.duration_s > 0 and math.isfinite(self.duration_s)):
+            raise PacketClipError(f"duration must be a positive number of seconds, not {self.duration_s}")
+        if self.duration_s > 24 * 3600:
+            raise PacketClipError("duration above 24 h is not supported by the in-memory merge")
+        unknown = [c for c in self.classes if c not in FINE_CLASSES]
+        if unknown:
+            raise PacketClipError(f"unknown class(es) {unknown}; known: {', '.join(FINE_CLASSES)}")
+        lo, hi = self.flood_rate_pps
+        if not (0 < lo <= hi):
+            raise PacketClipError(f"flood_rate_pps must be (low, high) with 0 < low <= high, not {self.flood_rate_pps}")
+
+
+@dataclass
+class EpisodeRecord:
+    episode: int
+    label: str
+    scenario: str
+    tool: str
+    start_s: float
+    end_s: float
+    attacker: str
+    victim: str
+    params: str
+    seed: int
+    packets: int = 0
+
+
+@dataclass
+class SynthResult:
+    """Paths written by :meth:`SynthLab.generate` and per-class counts for the summary."""
+
+    out_dir: Path
+    pcap: Path
+    packet_labels: Path
+    episodes: Path
+    flows: Path | None = None
+    flow_labels: Path | None = None
+    packets: int = 0
+    elapsed_s: float = 0.0
+    summary: list[dict] = field(default_factory=list)
+
+    def paths(self) -> dict[str, Path]:
+        out = {"pcap": self.pcap, "packet_labels": self.packet_labels, "episodes": self.episodes}
+        if self.flows is not None:
+            out["flows"] = self.flows
+        if self.flow_labels is not None:
+            out["labels"] = self.flow_labels
+        return out
+
+
+class SynthLab:
+    """Synthetic lab: ``SynthLab(duration_s=600, seed=7).generate("out/")``."""
+
+    def __init__(self, duration_s: float = 600.0, seed: int = 7, **kwargs):
+        self.config = SynthConfig(duration_s=float(duration_s), seed=int(seed), **kwargs)
+        self.config.validate()
+
+    # -- schedule ---------------------------------------------------------------------------------------
+
+    def _streams(self, n: int) -> list[int]:
+        seq = np.random.SeedSequence([self.config.seed, 0x1AB])
+        return [int(s.generate_state(2, dtype=np.uint64)[0] & ((1 << 63) - 1)) for s in seq.spawn(n)]
+
+    def network(self) -> Network:
+        seeds = self._streams(2)
+        return build_network(random.Random(seeds[0]), n_devices=self.config.n_devices)
+
+    def schedule(self, net: Network) -> list[Plan]:
+        """Benign background for the whole capture, then bursts and attacks placed at random times."""
+        cfg = self.config
+        rng = random.Random(self._streams(2)[1])
+        d = cfg.duration_s
+        plans: list[Plan] = []
+        background, bursts = benign_scenarios()
+        if "Benign" in cfg.classes:
+            for model in background:
+                plans.append(_tag(model.plan(rng, net, 0.0, d), model))
+            n_bursts = max(1, _poisson(rng, cfg.bursts_per_10min * d / 600.0))
+            for _ in range(n_bursts):
+                model = rng.choice(bursts)
+                plans.append(_place(rng, _tag(model.plan(rng, net, 0.0, d * 0.5), model), d))
+        attacks = attack_scenarios({"flood_rate_pps": cfg.flood_rate_pps, "flood_duration_s": cfg.flood_duration_s})
+        room = max(5.0, d * 0.4)
+        for label in cfg.classes:
+            if label == "Benign":
+                continue
+            model = attacks[label]
+            n = max(1, _poisson(rng, cfg.attacks_per_class_per_10min * d / 600.0)) if d >= 600 else 1
+            for _ in range(n):
+                plans.append(_place(rng, _tag(model.plan(rng, net, 0.0, room), model), d))
+        return plans
+
+    # -- generation -------------------------------------------------------------------------------------
+
+    def generate(self, out_dir: str | Path, *, progress: bool = True, ingest: bool = True) -> SynthResult:
+        """Write capture.pcap, packet_labels.parquet, episodes.parquet (and the flow tables when ``ingest``)."""
+        started = time.perf_counter()
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        net = self.network()
+        plans = self.schedule(net)
+        seeds = self._streams(len(plans) + 2)[2:]
+        traces: list[Trace] = []
+        records: list[EpisodeRecord] = []
+        bar = _progress(progress)
+        task = bar.add_task("lab synth: episodes", total=len(plans)) if bar else None
+        try:
+            if bar:
+                bar.start()
+            for i, plan in enumerate(plans):
+                rng = random.Random(seeds[i])
+                wire = Wire(net, rng, attackers=tuple(h.ip for h in plan.attackers),
+                            victims=tuple(h.ip for h in plan.victims))
+                plan.model.run(Ctx(net, rng, wire, plan))
+                trace = wire.finish()
+                traces.append(trace)
+                records.append(EpisodeRecord(
+                    episode=i, label=plan.label, scenario=plan.model.name, tool=plan.tool,
+                    start_s=round(plan.start, 6), end_s=round(plan.end, 6),
+                    attacker=",".join(ip_text(h.ip) for h in plan.attackers),
+                    victim=",".join(ip_text(h.ip) for h in plan.victims),
+                    params=json.dumps(plan.params, sort_keys=True), seed=seeds[i], packets=len(trace)))
+                if bar:
+                    bar.update(task, advance=1, description=f"lab synth: {plan.label:<18} {len(trace):>8,} pkts")
+            if bar:
+                bar.update(task, description="lab synth: writing capture")
+            n = _write_capture(out / CAPTURE, traces, records, out / PACKET_LABELS, self.config.start_unix)
+        finally:
+            if bar:
+                bar.stop()
+        episodes = pd.DataFrame([asdict(r) for r in records])
+        episodes.insert(2, "mission", [mission_of(lbl) for lbl in episodes["label"]])
+        start_ns = int(round(self.config.start_unix * 1e6)) * 1000
+        episodes["start_ns"] = start_ns + (episodes["start_s"] * 1e9).round().astype(np.int64)
+        episodes["end_ns"] = start_ns + (episodes["end_s"] * 1e9).round().astype(np.int64)
+        episodes.to_parquet(out / EPISODES, index=False)
+        (out / "lab.json").write_text(json.dumps({"generator": "packetclip lab synth",
+                                                  "config": asdict(self.config)}, indent=2, default=list))
+        result = SynthResult(out, out / CAPTURE, out / PACKET_LABELS, out / EPISODES, packets=n)
+        if ingest:
+            label_flows(out, progress=progress, result=result)
+        result.summary = summarise(out)
+        result.elapsed_s = time.perf_counter() - started
+        return result
+
+
+def _tag(plan: Plan, model) -> Plan:
+    plan.model = model
+    return plan
+
+
+def _place(rng: random.Random, plan: Plan, duration: float) -> Plan:
+    """Shift a plan drawn at t=0 to a random start that keeps it inside the capture."""
+    length = plan.end - plan.start
+    offset = rng.uniform(0.0, max(0.0, duration - length))
+    plan.start += offset
+    plan.end += offset
+    return plan
+
+
+def _poisson(rng: random.Random, lam: float) -> int:
+    # Knuth's method; lam is small here.
+    limit, k, p = math.exp(-lam), 0, 1.0
+    while True:
+        p *= rng.random()
+        if p <= limit:
+            return k
+        k += 1
+
+
+def _write_capture(path: Path, traces: list[Trace], records: list[EpisodeRecord], labels_path: Path,
+                   start_unix: float) -> int:
+    """Merge the episode traces by timestamp into one pcap and write the per-packet labels beside it."""
+    from packetclip.traffic.writer import PcapWriter
+
+    sizes = [len(tr) for tr in traces]
+    total = int(sum(sizes))
+    ts = np.concatenate([tr.ts_ns for tr in traces]) if traces else np.zeros(0, np.int64)
+    episode = np.repeat(np.arange(len(traces), dtype=np.int32), sizes)
+    local = np.concatenate([np.arange(s, dtype=np.int64) for s in sizes]) if traces else np.zeros(0, np.int64)
+    roles = np.concatenate([tr.roles for tr in traces]) if traces else np.zeros(0, np.int8)
+    order = np.argsort(ts, kind="stable")          # ties keep episode order, then the episode's own order
+    start_ns = int(round(start_unix * 1e6)) * 1000
+    with PcapWriter(path) as writer:
+        for k in order.tolist():
+            tr = traces[episode[k]]
+            j = local[k]
+            writer.write(start_ns + int(ts[k]), tr.blob[tr.offsets[j]: tr.offsets[j + 1]])
+    ep = episode[order]
+    labels = np.array([r.label for r in records], dtype=object)
+    missions = np.array([mission_of(r.label) for r in records], dtype=object)
+    attackers = np.array([r.attacker for r in records], dtype=object)
+    victims = np.array([r.victim for r in records], dtype=object)
+    role_names = np.array(ROLE_NAMES, dtype=object)
+    df = pd.DataFrame({
+        "packet_number": np.arange(total, dtype=np.int64),
+        "ts_ns": start_ns + ts[order],
+        "episode": ep,
+        "label": pd.Categorical(labels[ep], categories=list(FINE_CLASSES)),
+        "mission": pd.Categorical(missions[ep], categories=["Benign", "DoS", "Reconnaissance", "Brute Force"]),
+        "role": pd.Categorical(role_names[roles[order]], categories=list(ROLE_NAMES)),
+        "attacker": attackers[ep],
+        "victim": victims[ep],
+    })
+    df.to_parquet(labels_path, index=False)
+    return total
+
+
+def label_flows(out_dir: str | Path, *, progress: bool = True, result: SynthResult | None = None,
+                view_bytes: int = 128, mask: bool = True) -> Path:
+    """Ingest the lab capture into the same folder and label every flow from its packets' labels.
+
+    A flow's label is the most frequent attack class among its packets if it has any attack packet, else
+    Benign (``attack_packets`` and ``purity`` say how clear-cut that was). Writes ``labels.parquet`` (one
+    row per flow) and adds ``label``/``mission``/``episode`` columns to ``flows.parquet``.
+    """
+    from packetclip.traffic.ingest import FLOWS, PACKETS, IngestSettings, ingest_captures
+
+    out = Path(out_dir)
+    ingest_captures([out / CAPTURE], out, settings=IngestSettings(view_bytes=view_bytes, mask=mask), progress=progress)
+    pk = pd.read_parquet(out / PACKETS, columns=["packet_number", "flow_id"])
+    lab = pd.read_parquet(out / PACKET_LABELS, columns=["packet_number", "label", "episode", "attacker", "victim"])
+    flow_labels = flow_labels_from_packets(pk, lab)
+    flow_labels.to_parquet(out / FLOW_LABELS, index=False)
+    flows = pd.read_parquet(out / FLOWS)
+    for col in ("label", "mission", "episode"):
+        if col in flows.columns:
+            flows = flows.drop(columns=[col])
+    flows = flows.merge(flow_labels[["flow_id", "label", "mission", "episode"]], on="flow_id", how="left")
+    flows.to_parquet(out / FLOWS, index=False)
+    if result is not None:
+        result.flows = out / FLOWS
+        result.flow_labels = out / FLOW_LABELS
+    return out / FLOW_LABELS
+
+
+def flow_labels_from_packets(packets: pd.DataFrame, packet_labels: pd.DataFrame) -> pd.DataFrame:
+    """Per-flow labels from per-packet labels joined on ``packet_number`` (any attack packet wins)."""
+    df = packets.merge(packet_labels, on="packet_number", how="inner")
+    df = df[df["flow_id"] >= 0]
+    df["label"] = df["label"].astype(str)
+    df["is_attack"] = df["label"] != "Benign"
+    counts = df.groupby(["flow_id", "label"], sort=False).size().rename("n").reset_index()
+    counts["attack"] = counts["label"] != "Benign"
+    counts = counts.sort_values(["flow_id", "attack", "n", "label"], ascending=[True, False, False, True])
+    best = counts.drop_duplicates("flow_id", keep="first").set_index("flow_id")
+    agg = df.groupby("flow_id").agg(packets=("packet_number", "size"), attack_packets=("is_attack", "sum"),
+                                    first_packet=("packet_number", "min"))
+    out = agg.join(best[["label", "n"]])
+    out["purity"] = out["n"] / out["packets"]
+    first = df.sort_values("packet_number").drop_duplicates("flow_id").set_index("flow_id")
+    # episode / roles of the flow: those of its first packet carrying the winning label
+    win = df.merge(out[["label"]].reset_index(), on=["flow_id", "label"])
+    win = win.sort_values("packet_number").drop_duplicates("flow_id").set_index("flow_id")
+    out["episode"] = win["episode"].astype(np.int32)
+    out["attacker"] = win["attacker"]
+    out["victim"] = win["victim"]
+    del first
+    out["mission"] = [mission_of(lbl) for lbl in out["label"]]
+    out = out.reset_index()[["flow_id", "label", "mission", "episode", "attacker", "victim", "packets",
+                             "attack_packets", "purity", "first_packet"]]
+    out["attack_packets"] = out["attack_packets"].astype(np.int64)
+    return out
+
+
+def summarise(out_dir: str | Path) -> list[dict]:
+    """Per class: episodes, packets and (when the flow table exists) flows."""
+    out = Path(out_dir)
+    ep = pd.read_parquet(out / EPISODES, columns=["label", "packets"])
+    rows = []
+    flows = None
+    if (out / FLOW_LABELS).is_file():
+        flows = pd.read_parquet(out / FLOW_LABELS, columns=["label"])["label"].value_counts()
+    for label in FINE_CLASSES:
+        sel = ep[ep["label"] == label]
+        if sel.empty:
+            continue
+        rows.append({"class": label, "mission": mission_of(label), "episodes": int(len(sel)),
+                     "packets": int(sel["packets"].sum()),
+                     "flows": None if flows is None else int(flows.get(label, 0))})
+    return rows
+
+
+def _progress(enabled: bool):
+    if not enabled:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    return Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), transient=False)
+
+
+def parse_duration(text: str) -> float:
+    """'30s', '10m', '1h', '90' (seconds), '1m30s' -> seconds."""
+    import re
+
+    s = str(text).strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", s):
+        return float(s)
+    parts = re.findall(r"(\d+(?:\.\d+)?)\s*(h|m|s|ms)", s)
+    if not parts or "".join(n + u for n, u in parts) != s.replace(" ", ""):
+        raise PacketClipError(f"cannot read duration {text!r}: use e.g. 30s, 10m, 1h or 1m30s")
+    scale = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    return sum(float(n) * scale[u] for n, u in parts)
