@@ -25,5 +25,10 @@ test: $(STAMP)
 bench: $(STAMP)
 	@set -e; for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b; done
 
+# Live lab (root, Linux with apt-get): installs the lab tools, then runs the real ~2 min capture test.
+lab-test: $(STAMP)
+	$(BIN)/packetclip lab install
+	PACKETCLIP_LIVE_TESTS=1 $(BIN)/python -m pytest -q tests/test_lab_live.py
+
 clean:
 	rm -rf demo-report .pytest_cache

@@ -37,7 +37,7 @@ from packetclip.lab.live_plan import (ROLE_ATTACKER, SERVER_IP, SUBNET, Episode,
                                       assign_packet_labels, benign_actions, benign_pause, benign_step,
                                       check_bounded, ip_to_int, plan_schedule)
 from packetclip.lab.live_servers import ServerSpec, prepare_servers
-from packetclip.lab.live_tools import find_binary, require_live_environment
+from packetclip.lab import live_tools
 from packetclip.traffic.labels import FINE_CLASSES, MISSIONS, mission_of
 
 CAPTURE = "capture.pcap"
@@ -246,19 +246,19 @@ class LiveLab:
         self.config.validate()
 
     def schedule(self) -> list[Episode]:
-        if self.config.use_dnsperf and find_binary("dnsperf") is None:
+        if self.config.use_dnsperf and live_tools.find_binary("dnsperf") is None:
             self.config.use_dnsperf = False
         return plan_schedule(self.config)
 
     def run(self, out_dir: str | Path, *, progress: bool = True, ingest: bool = True) -> LiveResult:
         """Run the schedule, capture it, label it; everything started is stopped and deleted on exit."""
-        require_live_environment()
+        live_tools.require_live_environment()
         started = time.perf_counter()
+        episodes = self.schedule()                      # refuses a too-short run before writing anything
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         logs = out / LOGS
         logs.mkdir(exist_ok=True)
-        episodes = self.schedule()
         cleanup_stale_namespaces()
         work = Path(tempfile.mkdtemp(prefix="packetclip-lab-"))
         procs = _Processes()
@@ -355,8 +355,8 @@ class LiveLab:
     def _start_capture(self, net: LabNetwork, procs: _Processes, pcap: Path, logs: Path):
         pcap.unlink(missing_ok=True)
         err = open(logs / "tcpdump.log", "wb")
-        argv = [find_binary("tcpdump") or "tcpdump", "-i", "br0", "-n", "-U", "-B", "32768", "-s", "0", "-Z", "root",
-                "-w", str(pcap.resolve())]
+        argv = [live_tools.find_binary("tcpdump") or "tcpdump", "-i", "br0", "-n", "-U", "-B", "32768", "-s", "0",
+                "-Z", "root", "-w", str(pcap.resolve())]
         proc = procs.start(net.exec_argv(None, argv), stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

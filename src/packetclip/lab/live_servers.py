@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from packetclip.lab.live_plan import HTTP_ADMIN_PASSWORD, HTTP_ADMIN_USER, LAB_DOMAIN, SERVER_IP
-from packetclip.lab.live_tools import find_binary
+from packetclip.lab import live_tools
 
 
 @dataclass
@@ -24,6 +24,11 @@ class ServerSpec:
     argv: list[str]
     tcp_ports: tuple[int, ...] = ()
     udp_ports: tuple[int, ...] = ()
+
+
+def _bin(name: str, default: str | None = None) -> str:
+    """Path of a server binary (looked up when the lab starts, so tests can patch ``live_tools.find_binary``)."""
+    return live_tools.find_binary(name) or default or name
 
 
 def _user(*names: str) -> str:
@@ -68,7 +73,7 @@ def prepare_servers(work: Path, seed: int, ssh_keygen: str | None = None) -> lis
     rng = random.Random(seed)
     work.chmod(0o755)
     ip = SERVER_IP
-    keygen = ssh_keygen or find_binary("ssh-keygen") or "ssh-keygen"
+    keygen = ssh_keygen or _bin("ssh-keygen")
 
     # -- web content (nginx) --
     www = work / "www"
@@ -117,7 +122,7 @@ http {{
   }}
 }}
 """)
-    nginx = ServerSpec("nginx", [find_binary("nginx") or "nginx", "-p", str(work), "-e", f"{work}/nginx-error.log",
+    nginx = ServerSpec("nginx", [_bin("nginx"), "-p", str(work), "-e", f"{work}/nginx-error.log",
                                  "-c", f"{work}/nginx.conf"], tcp_ports=(80,))
 
     # -- SSH --
@@ -150,7 +155,7 @@ LoginGraceTime 20
 PrintMotd no
 """, 0o600)
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)    # sshd's privilege separation folder
-    sshd = ServerSpec("sshd", [find_binary("sshd") or "/usr/sbin/sshd", "-D", "-e", "-f", f"{work}/sshd_config"],
+    sshd = ServerSpec("sshd", [_bin("sshd", "/usr/sbin/sshd"), "-D", "-e", "-f", f"{work}/sshd_config"],
                       tcp_ports=(22,))
 
     # -- FTP (anonymous downloads; local logins go through PAM and fail for the dictionary) --
@@ -190,7 +195,7 @@ max_clients=200
 max_per_ip=50
 ftpd_banner=lab-gw FTP
 """, 0o600)
-    vsftpd = ServerSpec("vsftpd", [find_binary("vsftpd") or "vsftpd", f"{work}/vsftpd.conf"], tcp_ports=(21,))
+    vsftpd = ServerSpec("vsftpd", [_bin("vsftpd"), f"{work}/vsftpd.conf"], tcp_ports=(21,))
 
     # -- MQTT --
     _write(work / "mosquitto.conf", f"""
@@ -202,12 +207,12 @@ log_type error
 log_type warning
 max_connections 2000
 """)
-    mosquitto = ServerSpec("mosquitto", [find_binary("mosquitto") or "mosquitto", "-c", f"{work}/mosquitto.conf"],
+    mosquitto = ServerSpec("mosquitto", [_bin("mosquitto"), "-c", f"{work}/mosquitto.conf"],
                            tcp_ports=(1883,))
 
     # -- DNS: every name under lab.iot answers with the gateway; nothing is forwarded anywhere --
     _write(work / "dns-hosts", "".join(f"{ip} {h}.{LAB_DOMAIN}\n" for h in ("broker", "ntp", "api", "gateway", "fw")))
-    dnsmasq = ServerSpec("dnsmasq", [find_binary("dnsmasq") or "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
+    dnsmasq = ServerSpec("dnsmasq", [_bin("dnsmasq"), "--keep-in-foreground", "--conf-file=/dev/null",
                                      "--no-resolv", "--no-hosts", "--no-poll", f"--listen-address={ip}",
                                      "--bind-interfaces", "--port=53", f"--local=/{LAB_DOMAIN}/",
                                      f"--address=/{LAB_DOMAIN}/{ip}", f"--addn-hosts={work}/dns-hosts",

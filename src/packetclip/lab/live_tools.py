@@ -37,7 +37,7 @@ LIVE_TOOLS: tuple[Tool, ...] = (
     Tool("ss", "iproute2", "waits until the lab servers listen"),
     Tool("timeout", "coreutils", "hard time bound around every tool run"),
     Tool("tcpdump", "tcpdump", "captures the lab bridge into capture.pcap"),
-    Tool("nginx", "nginx-light", "HTTP server (benign web, slowloris and vuln-scan target, HTTP basic auth)"),
+    Tool("nginx", "nginx", "HTTP server (benign web, slowloris and vuln-scan target, HTTP basic auth)"),
     Tool("sshd", "openssh-server", "SSH server (benign sessions, dictionary attack target)"),
     Tool("ssh", "openssh-client", "benign SSH client (key authentication)"),
     Tool("ssh-keygen", "openssh-client", "host and client keys for the lab SSH server"),
