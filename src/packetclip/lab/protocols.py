@@ -149,16 +149,25 @@ def dns_query(txid: int, name: str, qtype: str = "A", rd: bool = True, edns: boo
 
 def dns_response(query: bytes, answers: list[tuple[str, int, bytes]], rcode: int = 0, ra: bool = True,
                  authority_soa: bool = False, rng: random.Random | None = None) -> bytes:
-    """Response to ``query``: answers are (type, ttl, rdata); names are compressed to the question."""
+    """Response to ``query``: answers are (type, ttl, rdata), owners compressed as real servers do.
+
+    The first answer is owned by the question name; after a CNAME, later answers are owned by the CNAME's
+    target (a compression pointer to its rdata). A query with an EDNS OPT record gets one back (RFC 6891).
+    """
     txid, qflags = struct.unpack("!HH", query[:4])
+    qarcount = struct.unpack("!H", query[10:12])[0]
     q_end = 12
     while query[q_end] != 0:
         q_end += query[q_end] + 1
     question = query[12: q_end + 5]
     flags = 0x8000 | (qflags & 0x0100) | (0x0080 if ra else 0) | rcode
     body = b""
+    owner = 0x0C
     for rtype, ttl, rdata in answers:
-        body += b"\xc0\x0c" + struct.pack("!HHIH", QTYPE[rtype], 1, ttl, len(rdata)) + rdata
+        record = struct.pack("!H", 0xC000 | owner) + struct.pack("!HHIH", QTYPE[rtype], 1, ttl, len(rdata))
+        if rtype == "CNAME":
+            owner = 12 + len(question) + len(body) + len(record)     # where this rdata (the target) starts
+        body += record + rdata
     ns = 0
     if authority_soa:
         r = rng or random.Random(0)
@@ -166,7 +175,11 @@ def dns_response(query: bytes, answers: list[tuple[str, int, bytes]], rcode: int
         soa += struct.pack("!IIIII", r.randint(2020000000, 2024123199), 43200, 3600, 604800, 3601)
         body += b"\xc0\x0c" + struct.pack("!HHIH", QTYPE["SOA"], 1, 3600, len(soa)) + soa
         ns = 1
-    return struct.pack("!HHHHHH", txid, flags, 1, len(answers), ns, 0) + question + body
+    ar = 0
+    if qarcount:
+        body += b"\x00" + struct.pack("!HHIH", 41, 1232, 0, 0)       # OPT: UDP payload size 1232
+        ar = 1
+    return struct.pack("!HHHHHH", txid, flags, 1, len(answers), ns, ar) + question + body
 
 
 # ----------------------------------------------------------------------------------------------- NTP

@@ -142,16 +142,27 @@ class SynthLab:
         for label in cfg.classes:
             if label == "Benign":
                 continue
+            # one RNG stream per class: changing one behaviour model does not reshuffle the other classes
+            crng = random.Random(self._class_stream(label))
             model = attacks[label]
-            n = max(1, _poisson(rng, cfg.attacks_per_class_per_10min * d / 600.0)) if d >= 600 else 1
+            n = max(1, _poisson(crng, cfg.attacks_per_class_per_10min * d / 600.0)) if d >= 600 else 1
             for _ in range(n):
-                plans.append(_place(rng, _tag(model.plan(rng, net, 0.0, room), model), d))
+                plans.append(_place(crng, _tag(model.plan(crng, net, 0.0, room), model), d))
         return plans
+
+    def _class_stream(self, label: str) -> int:
+        seq = np.random.SeedSequence([self.config.seed, 0x1AC, FINE_CLASSES.index(label)])
+        return int(seq.generate_state(2, dtype=np.uint64)[0] & ((1 << 63) - 1))
 
     # -- generation -------------------------------------------------------------------------------------
 
-    def generate(self, out_dir: str | Path, *, progress: bool = True, ingest: bool = True) -> SynthResult:
-        """Write capture.pcap, packet_labels.parquet, episodes.parquet (and the flow tables when ``ingest``)."""
+    def generate(self, out_dir: str | Path, *, progress: bool = True, ingest: bool = True,
+                 ingest_settings=None) -> SynthResult:
+        """Write capture.pcap, packet_labels.parquet, episodes.parquet (and the flow tables when ``ingest``).
+
+        ``ingest_settings`` (a :class:`packetclip.traffic.ingest.IngestSettings`) changes how the flow table is
+        made, e.g. CICFlowMeter's 120 s flow timeout for comparisons with CIC datasets; default: ingest's own.
+        """
         started = time.perf_counter()
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -196,7 +207,7 @@ class SynthLab:
                                                   "config": asdict(self.config)}, indent=2, default=list))
         result = SynthResult(out, out / CAPTURE, out / PACKET_LABELS, out / EPISODES, packets=n)
         if ingest:
-            label_flows(out, progress=progress, result=result)
+            label_flows(out, progress=progress, result=result, settings=ingest_settings)
         result.summary = summarise(out)
         result.elapsed_s = time.perf_counter() - started
         return result
@@ -265,7 +276,7 @@ def _write_capture(path: Path, traces: list[Trace], records: list[EpisodeRecord]
 
 
 def label_flows(out_dir: str | Path, *, progress: bool = True, result: SynthResult | None = None,
-                view_bytes: int = 128, mask: bool = True) -> Path:
+                view_bytes: int = 128, mask: bool = True, settings=None) -> Path:
     """Ingest the lab capture into the same folder and label every flow from its packets' labels.
 
     A flow's label is the most frequent attack class among its packets if it has any attack packet, else
@@ -275,7 +286,8 @@ def label_flows(out_dir: str | Path, *, progress: bool = True, result: SynthResu
     from packetclip.traffic.ingest import FLOWS, PACKETS, IngestSettings, ingest_captures
 
     out = Path(out_dir)
-    ingest_captures([out / CAPTURE], out, settings=IngestSettings(view_bytes=view_bytes, mask=mask), progress=progress)
+    settings = settings or IngestSettings(view_bytes=view_bytes, mask=mask)
+    ingest_captures([out / CAPTURE], out, settings=settings, progress=progress)
     pk = pd.read_parquet(out / PACKETS, columns=["packet_number", "flow_id"])
     lab = pd.read_parquet(out / PACKET_LABELS, columns=["packet_number", "label", "episode", "attacker", "victim"])
     flow_labels = flow_labels_from_packets(pk, lab)

@@ -155,24 +155,38 @@ class CoapDevices(Scenario):
 
 def _resolve(w, rng, client: Host, server: Host, name: str, t: float, ip: bytes, sport: int, *, aaaa: bool,
              cached: bool) -> float:
-    """A/AAAA lookup through the gateway's resolver; returns when the answer arrived."""
-    delay = rng.uniform(0.0002, 0.002) if cached else rng.uniform(0.01, 0.08)
-    q = dns_query(rng.getrandbits(16), name, "A")
-    w.udp(t, client, server, sport, 53, q)
-    answers = []
-    if rng.random() < 0.4:
-        cname = "d" + rng.randbytes(5).hex() + ".cloudfront.net"
-        from packetclip.lab.protocols import dns_name
+    """A/AAAA lookup through the gateway's resolver; returns when the answer arrived.
 
-        answers.append(("CNAME", rng.randint(60, 3600), dns_name(cname)))
-    answers.append(("A", rng.randint(20, 300), ip))
-    if rng.random() < 0.3:
-        answers.append(("A", rng.randint(20, 300), bytes([ip[0], ip[1], rng.randrange(256), rng.randint(1, 254)])))
+    Answers look like those of cloud endpoints: often a CNAME chain to a CDN / load balancer and several
+    A records (ELBs and CDNs hand out 2-8); AAAA lookups find addresses for about half of the names.
+    Stub resolvers of full OSes (systemd-resolved, Windows, macOS) add EDNS0; lwIP and old embedded libcs do not.
+    """
+    from packetclip.lab.protocols import dns_name
+
+    delay = rng.uniform(0.0002, 0.002) if cached else rng.uniform(0.01, 0.08)
+    edns = client.stack.name in ("linux5", "windows10", "windows7", "macos") and rng.random() < 0.8
+    q = dns_query(rng.getrandbits(16), name, "A", edns=edns)
+    w.udp(t, client, server, sport, 53, q)
+    chain = []
+    for _ in range(rng.choices([0, 1, 2], [45, 40, 15])[0]):
+        target = rng.choice(["d" + rng.randbytes(6).hex()[:13] + ".cloudfront.net",
+                             f"{rng.choice(['prod', 'iot', 'api'])}-{rng.randbytes(4).hex()}.elb.amazonaws.com",
+                             f"e{rng.randint(1000, 9999)}.a.akamaiedge.net", name.split(".")[0] + ".edgekey.net"])
+        chain.append(("CNAME", rng.randint(60, 3600), dns_name(target)))
+    n_a = rng.choices([1, 2, 3, 4, 6, 8], [35, 20, 10, 20, 5, 10])[0]
+    ttl = rng.randint(20, 300)
+    addrs = [ip] + [bytes([ip[0], ip[1], rng.randrange(256), rng.randint(1, 254)]) for _ in range(n_a - 1)]
+    answers = chain + [("A", ttl, a) for a in addrs]
     w.udp(t + delay, server, client, 53, sport, dns_response(q, answers))
     if aaaa:
-        q6 = dns_query(rng.getrandbits(16), name, "AAAA")
+        q6 = dns_query(rng.getrandbits(16), name, "AAAA", edns=edns)
         w.udp(t + 2e-5, client, server, sport, 53, q6)
-        w.udp(t + delay + 1e-4, server, client, 53, sport, dns_response(q6, [], authority_soa=rng.random() < 0.5, rng=rng))
+        if rng.random() < 0.5:
+            six = [("AAAA", ttl, bytes([0x26, 0x00, 0x1f, 0x18]) + rng.randbytes(12)) for _ in range(rng.choice([1, 2, 4]))]
+            resp6 = dns_response(q6, chain + six)
+        else:
+            resp6 = dns_response(q6, chain, authority_soa=rng.random() < 0.7, rng=rng)
+        w.udp(t + delay + 1e-4, server, client, 53, sport, resp6)
     return t + delay
 
 

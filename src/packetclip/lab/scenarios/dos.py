@@ -1,4 +1,4 @@
-"""Denial of service: hping3 SYN/UDP/ICMP floods, random-subdomain DNS floods, slowloris.
+"""Denial of service: hping3 SYN/UDP/ICMP floods, random-subdomain DNS floods (slowloris: ``slowloris.py``).
 
 hping3 defaults are kept where the tool has them: TCP window 64, TTL 64, no TCP options, source port
 incremented per packet from a random base, data bytes filled with 'X', ICMP id fixed and seq counting.
@@ -17,8 +17,7 @@ from packetclip.lab.network import Host, Network, random_public_ip
 from packetclip.lab.packets import (ACK, PROTO_TCP, PROTO_UDP, RST, SYN, ipv4, opt_mss, udp_datagram)
 from packetclip.lab.protocols import dns_query, dns_response
 from packetclip.lab.scenarios.base import Ctx, Plan, Ports, Scenario, rtt, scale_duration
-from packetclip.lab.tooldata import USER_AGENTS
-from packetclip.lab.wire import ROLE_ATTACKER, ROLE_VICTIM, TcpConn
+from packetclip.lab.wire import ROLE_ATTACKER, ROLE_VICTIM
 
 
 def _flood_times(rng: random.Random, start: float, end: float, rate: float, style: str):
@@ -276,123 +275,7 @@ class DnsFlood(Scenario):
             w.udp(t + delay, v, peer, 53, sport, resp, role=ROLE_VICTIM)
 
 
-_SLOW_UA_PL = ("Mozilla/4.0 (compatible; MSIE 7.0; Windows NT 5.1; Trident/4.0; .NET CLR 1.1.4322; .NET CLR 2.0.503l3; "
-               ".NET CLR 3.0.4506.2152; .NET CLR 3.5.30729; MSOffice 12)")
-
-
-class Slowloris(Scenario):
-    """Slow-header DoS: many connections that never finish their request headers.
-
-    Three tool models: slowloris.py (request line, then the other lines as one Nagle-coalesced segment,
-    ``X-a: <n>`` every ~15 s), slowloris.pl (the whole partial request in one ~230-byte segment, ``X-a: b``
-    every ``-timeout`` seconds) and slowhttptest -H (random ``X-...`` headers every ``-i`` seconds). The
-    server side is Apache with or without mod_reqtimeout (408 + FIN after 20-40 s, or 300 s), nginx or
-    lighttpd (silent close after 60 s); the client notices a closed socket on its next send (RST) and
-    reconnects.
-    """
-
-    label = "Slowloris"
-    name = "slowloris"
-
-    TOOLS = {"slowloris.py": ((10, 20), 150), "slowloris.pl": ((30, 100), 1000), "slowhttptest -H": ((5, 60), 50)}
-    SERVERS = {"apache-reqtimeout": (20.0, 40.0, True), "apache-legacy": (300.0, 300.0, True),
-               "nginx": (60.0, 60.0, False), "lighttpd": (60.0, 60.0, False)}
-
-    def plan(self, rng, net, start, max_duration):
-        victim = rng.choice(net.web_servers())
-        duration = scale_duration(rng, 60, 300, max_duration)
-        tool = rng.choices(list(self.TOOLS), [45, 30, 25])[0]
-        (lo, hi), default_sockets = self.TOOLS[tool]
-        params = {"tool": tool, "sockets": min(400, max(20, int(default_sockets * rng.uniform(0.3, 1.5)))),
-                  "interval_s": round(rng.uniform(lo, hi), 1),
-                  "server": rng.choices(list(self.SERVERS), [25, 35, 20, 20])[0], "port": 80,
-                  "ramp_s": round(rng.uniform(0.5, 8.0), 2)}
-        return Plan(self.label, f"{tool} ({params['sockets']} sockets, every {params['interval_s']} s)", start,
-                    start + duration, params, [rng.choice(net.attackers)], [victim])
-
-    def _request(self, rng, tool: str, host: str) -> list[bytes]:
-        """The partial request as the tool's send() calls hand it to TCP (one element per segment)."""
-        if tool == "slowloris.py":
-            ua = rng.choice(USER_AGENTS)
-            return [f"GET /?{rng.randint(0, 2000)} HTTP/1.1\r\n".encode(),
-                    f"User-Agent: {ua}\r\nAccept-language: en-US,en,q=0.5\r\n".encode()]
-        if tool == "slowloris.pl":
-            return [f"GET /{rng.randint(1, 99999999)} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {_SLOW_UA_PL}\r\n"
-                    "Content-Length: 42\r\n".encode()]
-        return [f"GET / HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {rng.choice(USER_AGENTS)}\r\n"
-                f"Referer: http://code.google.com/p/slowhttptest/\r\n".encode()]
-
-    def _header(self, rng, tool: str) -> bytes:
-        if tool == "slowloris.py":
-            return f"X-a: {rng.randint(1, 5000)}\r\n".encode()
-        if tool == "slowloris.pl":
-            return b"X-a: b\r\n"
-        name = "".join(rng.choice(string.ascii_letters) for _ in range(rng.randint(3, 12)))
-        value = "".join(rng.choice(string.ascii_letters + string.digits) for _ in range(rng.randint(4, 24)))
-        return f"X-{name}: {value}\r\n".encode()
-
-    def run(self, ctx: Ctx) -> None:
-        rng, w = ctx.rng, ctx.wire
-        p = ctx.params
-        a, v = ctx.plan.attackers[0], ctx.plan.victims[0]
-        lo, hi, sends_408 = self.SERVERS[p["server"]]
-        eph = Ports(rng, a)
-        base = rtt(rng, a, v)
-        back = rtt(rng, v, a)
-        host = ".".join(map(str, v.ip))
-
-        def open_socket(t: float):
-            conn = TcpConn(w, a, v, eph.next(), p["port"], rtt_s=base, rtt_c=back)
-            t = conn.handshake(t) + rng.uniform(30e-6, 300e-6)
-            parts = self._request(rng, p["tool"], host)
-            for k, part in enumerate(parts):
-                if k:
-                    t += conn.jitter(1)          # Nagle: the rest waits for the first segment's ACK
-                    conn.data(t, 0, part, ack="delayed")
-                else:
-                    conn.data(t, 0, part, ack="delayed" if len(parts) == 1 else "none")
-                    if len(parts) > 1:
-                        conn.send(t + conn.jitter(1), 1, ACK)
-            return {"conn": conn, "deadline": t + rng.uniform(lo, hi), "dead": False}
-
-        socks = []
-        t = ctx.start
-        ramp = p["ramp_s"] / max(1, p["sockets"])
-        for _ in range(p["sockets"]):
-            socks.append(open_socket(t))
-            t += ramp * rng.uniform(0.5, 1.5)
-        t = ctx.start + p["ramp_s"] + p["interval_s"]
-        while t < ctx.end:
-            for s in socks:
-                conn = s["conn"]
-                if t > s["deadline"]:
-                    # The server timed the request out: optional 408, FIN; the next send draws a RST.
-                    td = s["deadline"]
-                    if sends_408:
-                        conn.data(td, 1, b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                                  ack="none")
-                    conn.send(td + 1e-5, 1, 0x11)          # FIN/ACK
-                    conn.send(td + conn.jitter(0), 0, ACK)
-                    conn.data(t, 0, self._header(rng, p["tool"]), ack="none")
-                    conn.send(t + conn.jitter(1), 1, RST, window=0)
-                    s["dead"] = True
-                    continue
-                conn.data(t, 0, self._header(rng, p["tool"]), ack="delayed")
-                t += rng.uniform(20e-6, 400e-6)
-            alive = [s for s in socks if not s["dead"]]
-            for _ in range(len(socks) - len(alive)):
-                if t >= ctx.end:
-                    break
-                alive.append(open_socket(t))
-                t += rng.uniform(1e-4, 2e-3)
-            socks = alive
-            t += p["interval_s"] * rng.uniform(0.98, 1.05)
-        # Ctrl-C at the end: the kernel closes every socket.
-        t = max(t, ctx.end)
-        for s in socks:
-            s["conn"].close(t, 0)
-            t += rng.uniform(10e-6, 100e-6)
-
-
 def scenarios(cfg: dict) -> list[Scenario]:
+    from packetclip.lab.scenarios.slowloris import Slowloris
+
     return [Hping3SynFlood(cfg), Hping3UdpFlood(cfg), Hping3IcmpFlood(cfg), DnsFlood(cfg), Slowloris()]
