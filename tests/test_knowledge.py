@@ -383,19 +383,54 @@ def test_unusable_llm_answer_falls_back_to_attack(source):
     assert all(p in mission_spec("dos").techniques for p in (n.provenance for n in graph.nodes if n.word != "bandwidth"))
 
 
+def test_llm_source_follows_the_procedure_and_never_keeps_the_worked_example(source):
+    """Prompts: V key concepts, then per concept associated words avoiding every earlier word; a worked
+    example turn shows the format, and a model that parrots it does not get its words into the graph."""
+    from packetclip.knowledge.llm import EXAMPLE_WORDS, LLMSource
+    from packetclip.language.chat import ChatBackend, ChatCompletion
+
+    class Parrot(ChatBackend):
+        name, model = "parrot", "test"
+
+        def __init__(self):
+            self.seen = []
+
+        def complete(self, messages, *, max_tokens=128, temperature=0.0, seed=0):
+            self.seen.append(messages)
+            return ChatCompletion(text="email, link, drain, overwhelm, saturate, choke, starve, stall")
+
+    chat = Parrot()
+    graph = LLMSource(chat, fallback=source, retries=0).build("dos", n_key=3, n_levels=2, per_node=1, seed=0)
+    graph.validate()
+    words = graph.concepts()
+    assert not set(words) & EXAMPLE_WORDS
+    assert graph.key_concepts() == ["drain", "overwhelm", "saturate"]
+    assert all(n.provenance == "llm" for n in graph.nodes if n.level == 0)
+    # One question for the key concepts, then one per concept of each level but the last.
+    assert graph.meta["llm_calls"] == 1 + 3 + len(graph.concepts(1)) == len(chat.seen)
+    first, later = chat.seen[0], chat.seen[-1]
+    assert [m["role"] for m in first] == ["system", "user", "assistant", "user"]
+    assert "3 single-word key concepts" in first[-1]["content"]
+    # The last question avoids the words of every earlier level.
+    assert all(w in later[-1]["content"].split("Do not use these words:")[1] for w in graph.concepts(0))
+
+
 def test_llm_source_with_real_smollm2(cache_dir):
-    """Slow: the real offline SmolLM2 backend (skipped until packetclip.language.chat exists)."""
-    chat = pytest.importorskip("packetclip.language.chat")
+    """The paper's prompting procedure with the real offline SmolLM2 (skipped where the model is not installed)."""
     from packetclip.knowledge.llm import LLMSource
+    from packetclip.language.chat import get_chat_backend
 
     try:
-        backend = chat.get_chat_backend("smollm2")
+        backend = get_chat_backend("smollm2")
+        backend.chat([{"role": "user", "content": "Hi"}], max_tokens=1)
     except PacketClipError as err:
         pytest.skip(f"smollm2 backend unavailable: {err}")
-    source = LLMSource(backend, fallback=AttackSource(cache_dir=cache_dir, temperature=0.0), retries=1)
-    graph = source.build("dos", n_key=4, n_levels=1, per_node=2, seed=0)
+    # A small graph and short answers keep this affordable on a CPU: a few words need well under 16 tokens.
+    source = LLMSource(backend, fallback=AttackSource(cache_dir=cache_dir, temperature=0.0), retries=0,
+                       max_tokens=16)
+    graph = source.build("dos", n_key=2, n_levels=1, per_node=1, seed=0)
     graph.validate()
-    assert graph.meta["llm_calls"] >= 5 and graph.meta["llm_words"] + graph.meta["fallback_words"] == len(graph.nodes)
+    assert graph.meta["llm_calls"] == 3 and graph.meta["llm_words"] + graph.meta["fallback_words"] == len(graph.nodes)
     assert graph.source.startswith("llm:")
 
 

@@ -128,15 +128,21 @@ def test_final_text_format_and_concepts_only_for_attacks():
         if row["label"] == "Benign":
             assert "Concepts:" not in row["text"] and row["mission"] == "Benign"
         else:
-            keys = CONCEPTS.key_concepts(row["mission"])
-            assert row["text"].endswith(f" Concepts: {', '.join(keys)}."), row["text"]
+            # The suffix lists the mission's key concepts that the flow does not contradict.
+            suffix = re.search(r" Concepts: ([a-z, ]+)\.$", row["text"])
+            assert suffix, row["text"]
+            listed = suffix.group(1).split(", ")
+            assert listed and set(listed) <= set(CONCEPTS.key_concepts(row["mission"])), row["text"]
         assert row["backend"] == "rules" and not row["fallback"]
+    # A flow that trickles a few bytes every two seconds is no flood: that key concept is left out.
+    slow = table[table["label"] == "Slowloris"]["text"]
+    assert all(t.endswith(" Concepts: exhaustion.") for t in slow), slow.tolist()
     # Missions come from the one label map.
     assert dict(zip(table["label"], table["mission"]))["Dictionary Attack"] == "Brute Force"
 
 
 def test_templates_embed_the_row_values_and_the_semantics_of_the_flow():
-    table = Describer("rules", per_flow=3, seed=0, concepts=CONCEPTS).describe(flows_table())
+    table = Describer("rules", per_flow=6, seed=0, concepts=CONCEPTS).describe(flows_table())
     text = {label: " ".join(group["draft"]) for label, group in table.groupby("label")}
     assert "ping" in text["ICMP Flood"] and "1,400 bytes" in text["ICMP Flood"]
     assert "domain name" in text["DNS Flood"] and "138 bytes" in text["DNS Flood"]
@@ -162,7 +168,8 @@ def test_default_concepts_come_from_the_mission_knowledge_graphs():
     concepts = KnowledgeConcepts(seed=0)
     table = Describer("rules", per_flow=1, seed=0, concepts=concepts).describe(flows_table())
     syn = table[table["label"] == "SYN Flood"]["text"].iloc[0]
-    assert syn.endswith(f"Concepts: {', '.join(concepts.key_concepts('DoS'))}.")
+    listed = syn.rsplit("Concepts: ", 1)[1].rstrip(".").split(", ")
+    assert set(listed) <= set(concepts.key_concepts("DoS")) and "flood" in listed
     words = {w for w, _ in concepts.pool("DoS")}
     assert len(words) >= 6 and "flood" in concepts.key_concepts("DoS")
 
@@ -273,6 +280,23 @@ def server(smollm2):
     srv.start_background()
     yield srv
     srv.stop()
+
+
+def test_smollm2_dequantised_copy_is_cached_and_answers_the_same(smollm2, tmp_path):
+    """The first load de-quantises the GGUF file (~25 s) and keeps the float32 weights; later loads read them."""
+    from packetclip.language.chat import SmolLM2Chat
+
+    again = SmolLM2Chat(threads=smollm2.threads)
+    messages = [{"role": "user", "content": "Name one transport protocol."}]
+    assert again.chat(messages, max_tokens=8) == smollm2.chat(messages, max_tokens=8)
+    assert again.loaded_from == "cache" and smollm2.loaded_from in ("gguf", "cache")
+    assert any(again._cache_folder(again.gguf_file).glob("model.safetensors"))
+    # A damaged copy is not used (the backend then reads the GGUF file again and rewrites it).
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "model.safetensors").write_bytes(b"not safetensors")
+    (damaged / "config.json").write_text("{}")
+    assert SmolLM2Chat._read_cache(damaged) is None
 
 
 def test_openai_backend_talks_to_the_real_local_server(server):

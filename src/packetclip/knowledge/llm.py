@@ -28,6 +28,16 @@ ASSOCIATED_PROMPT = ("List {n} single words associated with \"{word}\" in the co
                      "on computer networks. Do not use these words: {avoid}. "
                      "Answer with exactly {n} words separated by commas.")
 
+# One worked exchange before each question shows the answer format; small models (SmolLM2-135M) otherwise
+# answer with sentences or repeat the question. Its subject (phishing) is outside the three missions, and its
+# words are never accepted as concepts.
+EXAMPLE_KEY = ("List 4 single-word key concepts of phishing attacks on computer networks. "
+               "Answer with exactly 4 words separated by commas.", "email, link, lure, bait")
+EXAMPLE_ASSOCIATED = ("List 2 single words associated with \"email\" in the context of phishing attacks on "
+                      "computer networks. Do not use these words: email, link, lure, bait. "
+                      "Answer with exactly 2 words separated by commas.", "attachment, inbox")
+EXAMPLE_WORDS = frozenset({"email", "link", "lure", "bait", "attachment", "inbox", "phishing"})
+
 _ITEM_SPLIT = re.compile(r"[,;\n|/]+|\s+-\s+|\s+and\s+")
 _BULLET = re.compile(r"^\s*(?:[-*•>]+|\(?\d{1,3}[.)\]:]|\(?[a-z][.)]\s)\s*", re.I)
 _PAREN = re.compile(r"\([^)]*\)|\[[^\]]*\]")
@@ -119,11 +129,19 @@ class LLMSource(KnowledgeSource):
                 self._chat = self.backend
         return self._chat
 
-    def _ask(self, prompt: str, need: int, exclude: set[str], seed: int, stats: dict[str, Any]) -> list[str]:
+    @staticmethod
+    def messages(prompt: str, example: tuple[str, str]) -> list[dict[str, str]]:
+        """System prompt, the worked example (question and answer), then the question."""
+        return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": example[0]},
+                {"role": "assistant", "content": example[1]}, {"role": "user", "content": prompt}]
+
+    def _ask(self, prompt: str, need: int, exclude: set[str], seed: int, stats: dict[str, Any],
+             example: tuple[str, str] = EXAMPLE_KEY) -> list[str]:
         """Best parse over up to 1 + retries calls; the first call is greedy, retries sample."""
         chat = self.chat_backend()
         best: list[str] = []
-        messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}]
+        messages = self.messages(prompt, example)
+        exclude = set(exclude) | {textmod.variant_key(w) for w in EXAMPLE_WORDS}
         for attempt in range(1 + self.retries):
             stats["calls"] += 1
             if self.on_call is not None:
@@ -162,7 +180,7 @@ class LLMSource(KnowledgeSource):
                 prompt = ASSOCIATED_PROMPT.format(n=per_node, word=parent, phrase=spec.phrase, avoid=avoid)
                 # Words already drafted at this level may come again (a shared child); earlier levels may not.
                 exclude = set(builder.used_keys) | {textmod.variant_key(parent)}
-                words = self._ask(prompt, per_node, exclude, seed + 7919 * call, stats)
+                words = self._ask(prompt, per_node, exclude, seed + 7919 * call, stats, EXAMPLE_ASSOCIATED)
                 fallback = vocab.associated(parent) + vocab.ranked()
                 _count(stats, merge_with_fallback(builder, parent, words, fallback, per_node))
             if not builder.close_level():
@@ -172,7 +190,8 @@ class LLMSource(KnowledgeSource):
         meta = {
             "seed": seed, "n_key": n_key, "n_levels": n_levels, "per_node": per_node,
             "backend": getattr(chat, "name", str(self.backend)), "label": spec.label,
-            "prompts": {"system": SYSTEM_PROMPT, "key": KEY_PROMPT, "associated": ASSOCIATED_PROMPT},
+            "prompts": {"system": SYSTEM_PROMPT, "key": KEY_PROMPT, "associated": ASSOCIATED_PROMPT,
+                        "examples": [list(EXAMPLE_KEY), list(EXAMPLE_ASSOCIATED)]},
             "llm_calls": stats["calls"], "llm_retries": stats["retries"], "llm_errors": stats["errors"][:10],
             "llm_words": stats["llm_words"], "fallback_words": stats["fallback_words"],
             "fallback_source": f"attack {self.fallback.corpus.version}",

@@ -11,6 +11,7 @@ Every backend has ``.name`` and ``.chat(messages, *, max_tokens, temperature, se
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import io
 import json
@@ -116,25 +117,91 @@ def _default_threads() -> int:
     return max(1, min(8, cores))
 
 
+def default_model_cache_dir() -> Path:
+    """``$PACKETCLIP_CACHE/models`` when that variable is set, else ``~/.cache/packetclip/models``."""
+    root = os.environ.get("PACKETCLIP_CACHE")
+    base = Path(root).expanduser() if root else Path.home() / ".cache" / "packetclip"
+    return base / "models"
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 class SmolLM2Chat(ChatBackend):
     """SmolLM2-135M-Instruct on the CPU (or ``device``), loaded once per instance on first use.
 
     ``gguf_file``: another GGUF chat model instead of the shipped one. ``threads``: torch intra-op threads
-    (default: the usable cores, at most 8; ``0`` leaves torch's setting alone).
+    (default: the usable cores, at most 8; ``0`` leaves torch's setting alone). De-quantising the GGUF file
+    takes ~25 s on a CPU, so the de-quantised float32 weights (the same numbers, hence the same answers) are
+    kept as safetensors under ``cache_dir`` (default :func:`default_model_cache_dir`, keyed by the GGUF
+    file's SHA-256) and later loads take ~3 s; ``use_cache=False`` always reads the GGUF file.
     """
 
     name = "smollm2"
 
     def __init__(self, gguf_file: str | os.PathLike | None = None, *, device: str = "cpu",
-                 threads: int | None = None, model: str | None = None):
+                 threads: int | None = None, model: str | None = None,
+                 cache_dir: str | os.PathLike | None = None, use_cache: bool = True):
         self.gguf_file = Path(gguf_file) if gguf_file is not None else None
         self.device = device
         self.threads = _default_threads() if threads is None else int(threads)
         self.model = model or (self.gguf_file.stem if self.gguf_file else "SmolLM2-135M-Instruct.Q4_1")
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else None
+        self.use_cache = use_cache
+        self.loaded_from: str | None = None    # "gguf" or "cache", once loaded
         self.calls = 0
         self._tokenizer = None
         self._model = None
         self._lock = threading.Lock()
+
+    def _cache_folder(self, path: Path) -> Path | None:
+        if not self.use_cache:
+            return None
+        return (self.cache_dir or default_model_cache_dir()) / f"{path.stem}-{_file_sha256(path)[:16]}-float32"
+
+    @staticmethod
+    def _read_cache(folder: Path):
+        """(tokenizer, model) from a de-quantised copy, or None when there is none or it is damaged."""
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if not (folder / "model.safetensors").is_file():
+            return None
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(folder))
+            with contextlib.redirect_stderr(io.StringIO()):     # its "Loading weights" bar
+                model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
+        except Exception:  # noqa: BLE001 - a damaged cache is rebuilt from the GGUF file
+            return None
+        return tokenizer, model
+
+    @staticmethod
+    def _write_cache(folder: Path, tokenizer, model) -> None:
+        """Best effort (a read-only home must not break the backend); written aside, then renamed."""
+        import copy
+        import shutil
+
+        from safetensors.torch import save_model
+
+        tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+        try:
+            tmp.mkdir(parents=True, exist_ok=True)
+            tokenizer.save_pretrained(str(tmp))
+            config = copy.deepcopy(model.config)
+            if hasattr(config, "quantization_config"):
+                del config.quantization_config      # the copy is plain float32, not GGUF
+            config.save_pretrained(str(tmp))
+            save_model(model, str(tmp / "model.safetensors"))
+            os.replace(tmp, folder)
+        except OSError:
+            pass
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def _load(self):
         if self._model is not None:
@@ -154,11 +221,20 @@ class SmolLM2Chat(ChatBackend):
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
         try:
-            # transformers' GGUF loader draws its own tqdm bar on stderr; keep the CLI's output clean.
-            with contextlib.redirect_stderr(io.StringIO()):
-                tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-                model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
-                                                             dtype=torch.float32)
+            folder = self._cache_folder(path)
+            cached = self._read_cache(folder) if folder is not None else None
+            if cached is not None:
+                tokenizer, model = cached
+                self.loaded_from = "cache"
+            else:
+                # transformers' GGUF loader draws its own tqdm bar on stderr; keep the CLI's output clean.
+                with contextlib.redirect_stderr(io.StringIO()):
+                    tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+                    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
+                                                                 dtype=torch.float32)
+                self.loaded_from = "gguf"
+                if folder is not None:
+                    self._write_cache(folder, tokenizer, model)
         except (OSError, ValueError, KeyError, RuntimeError) as err:
             raise PacketClipError(f"cannot load the GGUF chat model: {err}", path=path) from None
         finally:

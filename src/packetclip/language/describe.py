@@ -1,13 +1,17 @@
 """Flow-table rows -> natural-language descriptions, in PacketCLIP's steps (paper Fig. 2, §3.1).
 
 1. read the row's facts (:mod:`packetclip.language.facts`);
-2. template sentences that embed the column values, several templates per feature family (service,
-   volume, rate, timing, flags, direction), families and templates drawn with a per-row seed;
+2. template sentences that embed the column values: first what the exchange amounts to when its counts,
+   flags and service make that clear (a half-open handshake, a login dialogue, an empty probe...) and why
+   that matters, then the service and one of the feature families (volume, rate, timing, flags, direction),
+   several templates per situation, all drawn with a per-row seed;
 3. concepts sampled from the label's mission knowledge graph woven into a sentence (Benign has no graph,
-   so no concepts); concepts naming a protocol or service the flow does not show are left out;
+   so no concepts); concepts the flow contradicts (a protocol it does not use, "flood" for a trickle) are
+   left out and those it shows or fits are drawn more often;
 4. a paraphrase (:mod:`packetclip.language.paraphrase`: ``rules`` offline, or an LLM with validation);
 5. the final text ``"A network traffic of {label}. {paraphrase} Concepts: {key concepts}."``, the
-   concepts suffix only for attack traffic, as in the paper.
+   concepts suffix only for attack traffic, as in the paper: the mission's key concepts that the flow does
+   not contradict, those it fits first.
 
 ``Describer(backend="rules", per_flow=3, seed=0).describe(flows)`` returns one row per description.
 """
@@ -75,18 +79,38 @@ class StaticConcepts:
         return [w for w, level in self._pools.get(mission, []) if level == 0]
 
 
-def choose_concepts(pool: Sequence[tuple[str, int]], facts: FlowFacts, rng: np.random.Generator, k: int) -> list[str]:
+RELEVANCE_BOOST = 8.0
+
+
+def _relevant(facts: FlowFacts) -> set[str]:
+    return {w for meaning, _ in facts.interpretation() for w in T.RELEVANT_CONCEPTS.get(meaning, ())}
+
+
+def fitting_key_concepts(keys: Sequence[str], facts: FlowFacts) -> list[str]:
+    """The mission's key concepts that this flow does not contradict, those it shows or fits first (rank
+    order kept within each group): ``flood`` is left out for a flow that trickles, ``amplification`` for one
+    whose reply is not larger than its request. Never empty: when the flow contradicts them all, all stay."""
+    relevant = _relevant(facts)
+    kept = [(0 if facts.supports(w) or w in relevant else 1, i, w) for i, w in enumerate(keys)
+            if facts.supports(w) is not False]
+    return [w for _, _, w in sorted(kept)] or list(keys)
+
+
+def choose_concepts(pool: Sequence[tuple[str, int]], facts: FlowFacts, rng: np.random.Generator, k: int,
+                    *, exclude: Sequence[str] = ()) -> list[str]:
     """``k`` concepts of a mission for this flow: level-l words weigh 1/(l+1); words the flow shows
     (``syn`` on a flow with SYN flags) or that fit what it was read to be (``password`` for a login
-    dialogue, see ``templates.RELEVANT_CONCEPTS``) weigh 3x more; words the flow contradicts are left out."""
-    relevant = {w for meaning, _ in facts.interpretation() for w in T.RELEVANT_CONCEPTS.get(meaning, ())}
+    dialogue, see ``templates.RELEVANT_CONCEPTS``) weigh ``RELEVANCE_BOOST`` times more; words the flow
+    contradicts, and ``exclude`` (the key concepts the text already lists), are left out."""
+    relevant = _relevant(facts)
+    skip = set(exclude)
     words, weights = [], []
     for word, level in pool:
         evidence = facts.supports(word)
-        if evidence is False:
+        if evidence is False or word in skip:
             continue
         words.append(word)
-        weights.append((3.0 if evidence or word in relevant else 1.0) / (1 + level))
+        weights.append((RELEVANCE_BOOST if evidence or word in relevant else 1.0) / (1 + level))
     if not words or k <= 0:
         return []
     p = np.asarray(weights) / np.sum(weights)
@@ -108,14 +132,15 @@ def _pick(rng: np.random.Generator, options: Sequence[str]) -> str:
 
 
 def build_draft(facts: FlowFacts, label: str, rng: np.random.Generator, *, concepts: list[str] | None = None,
-                key_concepts: list[str] | None = None, families: tuple[int, int] = (1, 3),
-                p_service: float = 0.5) -> Draft:
+                key_concepts: list[str] | None = None, families: tuple[int, int] = (1, 2),
+                p_service: float = 0.25, p_implication: float = 0.8) -> Draft:
     """Steps 2-3 for one flow.
 
-    The draft opens with what the exchange amounts to (when the flow makes that clear), then the service
-    sentence (always when there is no such reading, else with probability ``p_service``), nDPI's
-    application when known, ``families`` (a range) of the other feature families drawn by salience, and
-    the concept sentence.
+    The draft opens with what the exchange amounts to (when the flow makes that clear), followed with
+    probability ``p_implication`` by what such behaviour does, then the service sentence (always when there
+    is no such reading, else with probability ``p_service``), nDPI's application when known, a number of
+    the other feature families drawn by salience (uniform in ``[families[0], families[1])``), and the
+    concept sentence.
     """
     fields = facts.fields()
     sentences = []
@@ -123,7 +148,11 @@ def build_draft(facts: FlowFacts, label: str, rng: np.random.Generator, *, conce
     if meanings:
         weights = np.array([w for _, w in meanings])
         meaning = meanings[int(rng.choice(len(meanings), p=weights / weights.sum()))][0]
-        sentences.append(_pick(rng, T.INTERPRETATION[meaning]).format(**fields))
+        reading = _pick(rng, T.INTERPRETATION[meaning]).format(**fields)
+        if meaning in T.IMPLICATION and rng.random() < p_implication:
+            # One unit, so that reordering never puts "this way" before what it refers to.
+            reading += " " + _pick(rng, T.IMPLICATION[meaning]).format(**fields)
+        sentences.append(reading)
     if not meanings or rng.random() < p_service:
         sentences.append(_pick(rng, T.SERVICE[facts.service_situation()]).format(**fields))
     if facts.app and rng.random() < 0.7:
@@ -254,8 +283,8 @@ class Describer:
                 if mission not in (None, "Benign"):
                     source = self.concept_source
                     n = int(rng.integers(self.n_concepts[0], self.n_concepts[1] + 1))
-                    chosen = choose_concepts(source.pool(mission), facts, rng, n)
-                    keys = source.key_concepts(mission)
+                    keys = fitting_key_concepts(source.key_concepts(mission), facts)
+                    chosen = choose_concepts(source.pool(mission), facts, rng, n, exclude=keys)
                 draft = build_draft(facts, label, rng, concepts=chosen, key_concepts=keys)
                 drafts.append(draft)
                 seeds.append(int(rng.integers(0, 2**31 - 1)))

@@ -66,7 +66,8 @@ def resolve_columns(columns) -> dict[str, str]:
 def round_sig(x: float, digits: int = 2) -> float:
     if x == 0 or not math.isfinite(x):
         return 0.0
-    return round(x, digits - 1 - int(math.floor(math.log10(abs(x)))))
+    rounded = float(f"{x:.{digits}g}")
+    return rounded if math.isfinite(rounded) else x
 
 
 def _num(x: float) -> str:
@@ -166,6 +167,11 @@ def _text(row: Mapping[str, Any], cols: Mapping[str, str], fact: str) -> str | N
     return text if text and text.lower() not in ("nan", "none", "<na>", "unknown") else None
 
 
+def _rate(value: float) -> float:
+    """A per-second rate, or -1 (unknown) when it is negative or beyond any link (10^15 /s is petabit)."""
+    return value if 0 <= value < 1e15 else -1.0
+
+
 @dataclass
 class FlowFacts:
     """The facts of one flow and the situation each template family is in."""
@@ -203,8 +209,8 @@ class FlowFacts:
             fwd_bytes=max(0.0, _float(row, cols, "fwd_bytes")),
             bwd_bytes=max(0.0, _float(row, cols, "bwd_bytes")),
             duration_us=max(0.0, _float(row, cols, "duration_us")),
-            pkts_s=_float(row, cols, "pkts_s", -1.0),
-            bytes_s=_float(row, cols, "bytes_s", -1.0),
+            pkts_s=_rate(_float(row, cols, "pkts_s", -1.0)),
+            bytes_s=_rate(_float(row, cols, "bytes_s", -1.0)),
             iat_us=max(0.0, _float(row, cols, "iat_us")),
             flags=flags,
             win=max(0, int(_float(row, cols, "win"))),
@@ -244,8 +250,10 @@ class FlowFacts:
 
     @property
     def server_port(self) -> int:
-        """The service side: the destination port, unless only the source port is a well-known one."""
-        if self.dport not in T.SERVICES and 0 < self.sport < 1024 and self.sport in T.SERVICES:
+        """The service side: the destination port, unless only the source port is a well-known one (a
+        reply from a service to a client's port)."""
+        if (self.dport not in T.SERVICES and self.sport in T.SERVICES and self.sport > 0
+                and (self.sport < 1024 or self.dport >= 1024)):
             return self.sport
         return self.dport
 
@@ -337,6 +345,8 @@ class FlowFacts:
         """What the exchange amounts to, when its counts, flags and service make that clear: [(situation, weight)]."""
         svc, f = self.svc, self.flags
         out: list[tuple[str, float]] = []
+        if self.is_icmp and self.icmp_type == 3:
+            out.append(("unreachable_error", 1.0))
         if self.is_icmp and self.icmp_type == 8:
             out.append(("big_ping", 1.0) if self.fwd_mean_payload >= 200 else ("ping", 1.0))
             if self.fwd_mean_payload >= 200:
@@ -359,8 +369,10 @@ class FlowFacts:
             out.append(("web_request", 1.0))
         if f["urg"] + f["ece"] + f["cwr"] > 0 and self.fwd_pkts <= 3:
             out.append(("odd_flag_probe", 1.0))
-        if self.syn_only and 0 < self.win <= 4096:
-            out.append(("fingerprint_probe", 1.0))
+        if self.syn_only and self.win in T.PROBE_WINDOWS:
+            out.append(("fingerprint_probe", 2.0))   # specific: outweighs the generic half-open reading
+        elif self.syn_only and 0 < self.win < 512:
+            out.append(("crafted_syn", 0.5))
         if self.syn_only and f["rst"] and self.bwd_pkts:
             out.append(("closed_probe", 1.0))
         elif self.syn_only and not self.bwd_pkts:
@@ -417,7 +429,10 @@ class FlowFacts:
             out["rate"] = [("instant", 0.8)]
             out["timing"] = [("instant", 0.8)]
         else:
-            if self.pkts_s >= 1000 and self.pkts >= 2:
+            if self.fwd_pkts == 1 and self.bwd_pkts == 1:
+                # Two packets: their "rate" is only the inverse of the round trip, so say that.
+                out["rate"] = [("round_trip", 0.8)]
+            elif self.pkts_s >= 1000 and self.pkts >= 3:
                 out["rate"] = [("high", 2.0)]
             elif self.pkts_s < 1:
                 out["rate"] = [("low", 2.0)]
@@ -445,22 +460,70 @@ class FlowFacts:
         return {k: v for k, v in out.items() if v}
 
     def supports(self, word: str) -> bool | None:
-        """Whether the flow shows what a protocol/service concept names (None: the word names none)."""
+        """Whether the flow shows (True) or contradicts (False) what a concept names; None: it cannot tell."""
         rule = CONCEPT_EVIDENCE.get(word.lower())
-        return None if rule is None else bool(rule(self))
+        if rule is None:
+            return None
+        answer = rule(self)
+        return None if answer is None else bool(answer)
 
 
-# Concepts that name a protocol, flag or service: kept only when the flow shows it (a "telnet" concept on
-# an FTP flow, or "syn" on UDP, would contradict the flow it describes).
+def _is_slow(f: "FlowFacts") -> bool:
+    """A trickle: under 10 packets/s over more than a second (measured rates only)."""
+    return 0 <= f.pkts_s < 10 and f.duration_us > 1e6
+
+
+def _flag(f: "FlowFacts", name: str) -> bool | None:
+    if not f.is_tcp or not f.flags[name]:
+        return False
+    return True if f.total_bytes == 0 else None
+
+
+def _fast(f: "FlowFacts", heavy: bool = False) -> bool | None:
+    """Rate evidence: True at 1,000 packets/s or more (or, with ``heavy``, near-MTU packets), False for a
+    trickle, None when one flow cannot tell (most single-packet flows)."""
+    if _is_slow(f):
+        return False
+    if (f.pkts_s >= 1000 and f.pkts >= 3) or (heavy and f.mean_payload >= 1000):
+        return True
+    return None
+
+
+# Concepts that name a protocol, flag or service, or a behaviour a single flow can show or rule out: kept only
+# when the flow does not contradict them (a "telnet" concept on an FTP flow, "syn" on UDP, "flood" or
+# "volume" on a flow that trickles a few bytes every few seconds, "amplification" without a larger reply).
+# A rule answers True (the flow shows it), False (the flow contradicts it) or None (it cannot tell).
 CONCEPT_EVIDENCE = {
+    "flood": lambda f: _fast(f),
+    "volume": lambda f: _fast(f, heavy=True),
+    "bandwidth": lambda f: _fast(f, heavy=True),
+    "saturation": lambda f: _fast(f, heavy=True),
+    "amplification": lambda f: f.bwd_bytes >= 2 * f.fwd_bytes > 0,
+    "reflection": lambda f: bool(f.bwd_pkts) and not f.is_tcp,
+    "slow": lambda f: _is_slow(f),
+    "password": lambda f: f.svc in T.LOGIN_SERVICES or f.svc in T.WEB_SERVICES,
+    "login": lambda f: f.svc in T.LOGIN_SERVICES or f.svc in T.WEB_SERVICES,
+    "echo": lambda f: f.is_icmp and f.icmp_type in (0, 8),
+    "query": lambda f: f.svc in ("DNS", "mDNS", "DNS-over-TLS"),
+    "resolver": lambda f: f.svc in ("DNS", "mDNS", "DNS-over-TLS"),
+    "hostname": lambda f: f.svc in ("DNS", "mDNS", "DNS-over-TLS"),
+    "handshake": lambda f: f.is_tcp,
+    "state": lambda f: f.is_tcp,
+    "stateful": lambda f: f.is_tcp,
+    "table": lambda f: f.is_tcp,
+    "wordlist": lambda f: f.svc in T.WEB_SERVICES or f.svc in ("DNS",) or f.svc in T.LOGIN_SERVICES,
+    "bucket": lambda f: f.svc in ("HTTP", "HTTPS", "HTTP-alt", "HTTPS-alt"),
+    "cloud": lambda f: f.svc in ("HTTP", "HTTPS", "HTTP-alt", "HTTPS-alt"),
+    "storage": lambda f: f.svc in ("HTTP", "HTTPS", "HTTP-alt", "HTTPS-alt"),
     "tcp": lambda f: f.is_tcp,
     "udp": lambda f: f.is_udp,
     "icmp": lambda f: f.is_icmp,
     "ping": lambda f: f.is_icmp,
-    "syn": lambda f: f.flags["syn"] > 0,
-    "ack": lambda f: f.flags["ack"] > 0,
-    "rst": lambda f: f.flags["rst"] > 0,
-    "fin": lambda f: f.flags["fin"] > 0,
+    # A flag concept fits a flow that carries the flag; it is what the flow shows when no payload travels.
+    "syn": lambda f: _flag(f, "syn"),
+    "ack": lambda f: _flag(f, "ack"),
+    "rst": lambda f: _flag(f, "rst"),
+    "fin": lambda f: _flag(f, "fin"),
     "ssh": lambda f: f.svc == "SSH",
     "telnet": lambda f: f.svc == "Telnet",
     "ftp": lambda f: f.svc in ("FTP", "FTP-data"),

@@ -94,6 +94,10 @@ SERVICES: dict[int, tuple[str, str]] = {
     51820: ("WireGuard", "the WireGuard VPN endpoint"),
 }
 
+# Initial TCP windows of scanners' crafted probes (nmap's SYN scan uses 1,024; its OS-detection probes 1, 4,
+# 16, 63, 128, 256, 512, 3,072 (?), 31,337 and 32,768). Ordinary stacks advertise 8 kB to 64 kB.
+PROBE_WINDOWS = frozenset({1, 4, 16, 63, 128, 256, 512, 1024, 2048, 3072, 4096, 31337, 32768})
+
 LOGIN_SERVICES = {"FTP", "SSH", "Telnet", "POP3", "IMAP", "RDP", "VNC", "MySQL", "MSSQL", "PostgreSQL"}
 WEB_SERVICES = {"HTTP", "HTTP-alt"}
 
@@ -116,7 +120,7 @@ SERVICE = {
     ],
     "port_zero": [
         "The {proto} packets are aimed at service number 0, a reserved value that nothing listens on.",
-        "Its {proto} datagrams go to 0/{proto_l}, a reserved number no real application uses.",
+        "Its {proto} datagrams go to 0/{proto_l}, a reserved number no application listens on.",
         "The destination is 0/{proto_l}, a reserved value, so no service receives these {proto} datagrams.",
     ],
     "unknown_tcp": [
@@ -146,73 +150,171 @@ SERVICE = {
     ],
 }
 
-# What the exchange amounts to, read off its counts, flags and service (one sentence, usually included).
-# These carry the semantics a reader (or a text encoder) needs; each is tied to a feature condition in
+# What the exchange amounts to, read off its counts, flags and service: the first sentence of every draft
+# whose flow makes it clear. These carry the semantics a reader (or a text encoder) needs: what the sender
+# does, and what that does to the receiver. Each is tied to a feature condition in
 # FlowFacts.interpretation(), never to the label.
 INTERPRETATION = {
     "ping": [
-        "It is a ping: the sender fires {icmp_kind} at the host.",
-        "The host is being pinged with {icmp_kind}.",
-        "These pings are {proto} {icmp_kind}, each one asking the host to answer.",
+        "It is a ping: echo requests hit the host, and each one demands an echo reply.",
+        "The host is pinged with {icmp_kind}; every request forces it to send an echo reply.",
+        "Echo requests ({proto} pings) hammer the host, which has to answer every one of them.",
     ],
     "big_ping": [
-        "It is a ping with an oversized payload of {pkt_size}, far beyond the 56 bytes of an ordinary ping.",
-        "The pings are padded to {pkt_size}, much heavier than ordinary pings.",
+        "It is a ping with an oversized payload of {pkt_size}, far beyond the 56 bytes a ping needs, "
+        "so every echo request eats bandwidth.",
+        "The pings are padded to {pkt_size}, far heavier than an echo request needs, loading the link.",
     ],
     "dns_query": [
-        "It is a domain name lookup: one query to the name server and its answer of {bwd_bytes}.",
-        "A domain name query is sent to the resolver, which answers with {bwd_bytes}.",
-        "The name server resolves a domain name query and returns {bwd_bytes}.",
+        "It is a domain name lookup: the resolver answers a hostname query with {bwd_bytes}.",
+        "A hostname query goes to the name server, and the resolver answers with {bwd_bytes}.",
+        "The name server resolves a domain name query: the resolver returns {bwd_bytes} for a hostname lookup.",
     ],
     "dns_unanswered": [
-        "It is a domain name lookup that the name server never answers.",
-        "A domain name query is sent and nothing comes back from the resolver.",
+        "It is a domain name lookup that the resolver never answers: a hostname query without reply.",
+        "A hostname query is sent to the name server and nothing comes back from the resolver.",
     ],
     "login_session": [
-        "It is a login dialogue: {psh} short pushed messages, the rhythm of a username prompt and a password reply.",
-        "The client and server trade {psh} tiny messages, as in typing a username and a password at a login prompt.",
-        "Credential-sized exchanges dominate: {psh} pushed messages of a few bytes, then the login session closes.",
+        "It is a login dialogue with the {svc} server: {psh} short pushed messages trade a username and a "
+        "password, and the session closes soon after, as when a login attempt fails.",
+        "The client tries to log in: {psh} tiny messages carry a username and a password to the {svc} login "
+        "prompt, then the connection is closed without any work done.",
+        "Credential-sized exchanges dominate: {psh} pushed messages of a few bytes at the {svc} login prompt, "
+        "then the session ends, the pattern of a failed password attempt.",
     ],
     "web_request": [
-        "It is one short probe of the web server: a small request and a {bwd_bytes} answer.",
-        "The client probes the web server with a single request and gets a small {bwd_bytes} page back.",
-        "One web request is answered with only {bwd_bytes}, about the size of an error page.",
+        "It is one short probe of the web server: a small request and a {bwd_bytes} answer, about the size of an "
+        "error page for a missing or protected page.",
+        "The client probes the web server with a single request and gets only {bwd_bytes} back, the size of an "
+        "error page, as automated checks for weak or outdated software get.",
+        "One web request is answered with only {bwd_bytes}, about the size of an error page: the client checks "
+        "whether a page exists rather than browsing.",
     ],
     "slow_hold": [
-        "The connection is slow: the client holds it open for {duration}, dribbling fragments of {pkt_size} every {iat}.",
-        "Data arrives slowly, a tiny piece of about {pkt_size} every {iat}, keeping a slow connection alive for {duration}.",
-        "It is a slow, long-lived connection: partial data trickles in every {iat} and the request never completes.",
+        "The client keeps the web connection open for {duration} but sends only a {pkt_size} fragment every {iat}, "
+        "never completing its request, so the server keeps waiting.",
+        "Data arrives slowly, a tiny piece of about {pkt_size} every {iat}: the request is never finished and "
+        "the server holds the connection open for {duration}.",
+        "It is a slow, long-lived connection: partial data trickles in every {iat}, the request never completes "
+        "and the server waits for {duration}.",
     ],
     "fingerprint_probe": [
-        "The crafted segment advertises an unusual TCP window of {win}, as probes that fingerprint the remote operating system do.",
-        "Its odd TCP window ({win}) is typical of operating system detection probes rather than of a real client.",
-        "A crafted probe with a non-standard {win} window, the kind used to identify which operating system answers.",
+        "A crafted probe with an unusual TCP window of {win}; how the target's TCP stack answers it reveals its "
+        "system software: which operating system and version it runs.",
+        "Its odd TCP window ({win}) marks a crafted probe from a tool: the target's reply reveals "
+        "its operating system, the system software and its version.",
+        "A crafted probe with a non-standard {win} window, the kind used to identify the system software "
+        "(operating system and version) that answers.",
     ],
     "odd_flag_probe": [
-        "The segment sets unusual TCP flags ({odd}), a crafted probe that reveals how the remote operating system reacts.",
-        "Flags no normal stack sends together ({odd}) mark this as an operating system detection probe.",
+        "The segment sets unusual TCP flags ({odd}), a crafted probe whose answer reveals the target's system "
+        "software: its operating system and version.",
+        "Flags no TCP stack sends together ({odd}) mark this as a crafted probe that identifies the remote "
+        "system software (its operating system).",
+    ],
+    "crafted_syn": [
+        "The connection request advertises a window of only {win}, far below what TCP stacks use: the packet "
+        "is crafted by a tool.",
+        "A tool-crafted connection request: its TCP window of {win} is one no TCP stack uses.",
     ],
     "closed_probe": [
-        "It is a probe of a closed port: the request is refused at once with {rst}.",
-        "The probe finds a closed port, answered immediately with {rst}; nothing listens there.",
-        "A single connection probe is rejected ({rst}), which shows the port is closed.",
+        "It is a probe of a closed service: the connection request is refused at once with {rst}, which tells "
+        "the sender nothing listens at {port}/{proto_l}.",
+        "The probe finds a closed service at {port}/{proto_l}, answered immediately with {rst}; nothing listens there.",
+        "A single connection probe is rejected ({rst}), which shows that {port}/{proto_l} is closed.",
     ],
     "half_open": [
-        "It is a bare handshake request that is never completed, leaving a half-open connection behind.",
+        "It is a bare connection request that is never completed, leaving a half-open connection behind.",
         "The handshake request is left half-open: no acknowledgement ever completes it.",
         "Only a handshake request, never followed up, so the connection stays half-open.",
     ],
     "abandoned_handshake": [
-        "The server answers the handshake request with SYN-ACK, but the client never completes it, leaving a half-open connection.",
-        "A half-open handshake: the server acknowledges the request and waits, and the client never follows up.",
+        "The server answers the handshake request with SYN-ACK, but the client never sends the final "
+        "acknowledgement, leaving a half-open connection in the server's backlog of pending connections.",
+        "A half-open handshake: the server acknowledges the request and reserves a slot in its connection "
+        "backlog, and the client never follows up.",
+        "The client abandons the handshake after the server's SYN-ACK, so the half-open connection occupies "
+        "the server's backlog until it times out.",
     ],
     "empty_datagram": [
-        "It is an empty datagram, with no payload at all, and nothing answers it.",
-        "An empty datagram goes out and nothing answers.",
+        "It is an empty probe: a datagram without any payload checks whether a service listens at "
+        "{port}/{proto_l}, and nothing answers, so it is closed or filtered.",
+        "A payload-less probe tests whether anything listens at {port}/{proto_l}; no answer comes back.",
+        "An empty datagram goes to {port}/{proto_l} only to see whether a service answers; none does.",
     ],
     "blind_datagram": [
-        "It is a blind datagram to a destination where nothing listens, and nothing answers.",
-        "The datagram is sent blindly, with no service to receive it and no answer.",
+        "It is an unsolicited datagram of {pkt_size} to {port}/{proto_l}, where nothing answers; the payload is "
+        "simply dropped.",
+        "Unsolicited payload ({pkt_size}) hits {port}/{proto_l}, where no service answers, and is dropped.",
+        "The datagram is sent blindly, {pkt_size} of payload with no service to receive it and no answer.",
+    ],
+    "unreachable_error": [
+        "The host reports the destination unreachable: the error a host sends back for a packet that reached a "
+        "closed service.",
+        "These are error messages saying the destination is unreachable, the answer to packets sent to a service "
+        "that does not exist.",
+    ],
+}
+
+# What such behaviour does or is for: general knowledge about the reading above, one sentence that may follow
+# it (the flow itself shows the reading; this sentence says why it matters).
+IMPLICATION = {
+    "ping": [
+        "Answering a stream of such echo requests keeps the host and its link busy with nothing but replies.",
+        "Every echo request costs the host a reply, so a stream of them ties up its link and processor.",
+    ],
+    "big_ping": [
+        "Padded echo requests like these fill the link with useless payload and keep the host busy replying.",
+    ],
+    "dns_query": [
+        "Each lookup makes the resolver work and send back more bytes than it received.",
+        "The resolver has to look up and answer every such query.",
+    ],
+    "dns_unanswered": [
+        "The lookup fails, as when the resolver is too busy or unreachable to answer.",
+    ],
+    "login_session": [
+        "A session that ends right after the credentials are exchanged usually means the password was refused, "
+        "and repeating it with one password after another is how accounts are guessed.",
+        "Repeated short login sessions like this one try password after password against the account.",
+    ],
+    "web_request": [
+        "Automated tools send many such requests to learn which pages exist and which software version answers, "
+        "looking for security flaws.",
+        "Requests like this one check the server for known security flaws and outdated software rather than "
+        "fetch content.",
+    ],
+    "slow_hold": [
+        "Holding many connections open like this leaves the web server no free workers for anyone else.",
+        "A server that waits this way for every unfinished request runs out of connection slots.",
+    ],
+    "fingerprint_probe": [
+        "Tools compare the replies to such probes with known TCP stacks to tell which system and version the host runs.",
+    ],
+    "odd_flag_probe": [
+        "Tools compare the replies to such probes with known TCP stacks to tell which system and version the host runs.",
+    ],
+    "crafted_syn": [
+        "Only a packet-crafting tool sends such a request; TCP stacks open connections with far larger windows.",
+    ],
+    "closed_probe": [
+        "Probing service numbers one after another this way maps which services a host exposes.",
+    ],
+    "half_open": [
+        "Half-open connections hold server resources until they time out.",
+    ],
+    "abandoned_handshake": [
+        "Many such half-open connections fill the server's backlog until no new connection can be accepted.",
+        "Each half-open connection holds server memory until it times out; enough of them lock everyone else out.",
+    ],
+    "empty_datagram": [
+        "Probing service numbers one after another this way maps which services a host exposes.",
+    ],
+    "blind_datagram": [
+        "Unsolicited traffic like this only costs the receiver bandwidth and processing.",
+    ],
+    "unreachable_error": [
+        "A host answers this way when packets keep arriving at a service that does not exist.",
     ],
 }
 
@@ -245,7 +347,7 @@ FLAGS = {
         "It ends with {rst} instead of an orderly close.",
     ],
     "odd_flags": [
-        "The TCP header uses unusual flags ({odd}), a combination normal applications never send.",
+        "The TCP header uses unusual flags ({odd}), a combination applications never send.",
     ],
     "window": [
         "The first segment advertises a TCP window of {win}.",
@@ -303,6 +405,11 @@ RATE = {
         "A barrage of {units} arrives at {pps} ({bps}).",
         "The {units} come in a torrent of {pps}, about {bps}.",
         "The rate is extreme: {units} at {pps}, about {bps}.",
+    ],
+    "round_trip": [
+        "The answer comes back within {duration}.",
+        "The reply arrives {duration} after the request.",
+        "Request and answer are {duration} apart.",
     ],
     "moderate": [
         "Its rate is {pps}, about {bps}.",
