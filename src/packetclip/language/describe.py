@@ -1,7 +1,10 @@
 """Flow-table rows -> natural-language descriptions, in PacketCLIP's steps (paper Fig. 2, §3.1).
 
 1. read the row's facts (:mod:`packetclip.language.facts`);
-2. template sentences that embed the column values: first what the exchange amounts to when its counts,
+2. template sentences that embed the column values: first, when the table has addresses and times, the
+   flow's host context (:mod:`packetclip.language.context`: a flood packet is one of thousands that hit the
+   same target from thousands of addresses, a probe one of a hundred to different ports of one host), then
+   what the exchange amounts to when its counts,
    flags and service make that clear (a half-open handshake, a login dialogue, an empty probe...) and why
    that matters, then the service and one of the feature families (volume, rate, timing, flags, direction),
    several templates per situation, all drawn with a per-row seed;
@@ -27,6 +30,7 @@ import pandas as pd
 
 from packetclip.errors import DatasetFormatError, PacketClipError
 from packetclip.language import templates as T
+from packetclip.language.context import add_host_context
 from packetclip.language.facts import COLUMNS, REQUIRED, FlowFacts, resolve_columns
 from packetclip.language.paraphrase import Draft, Paraphraser, RulesParaphraser, get_paraphraser, prefix_for
 
@@ -133,10 +137,14 @@ def _pick(rng: np.random.Generator, options: Sequence[str]) -> str:
 
 def build_draft(facts: FlowFacts, label: str, rng: np.random.Generator, *, concepts: list[str] | None = None,
                 key_concepts: list[str] | None = None, families: tuple[int, int] = (1, 2),
-                p_service: float = 0.25, p_implication: float = 0.8) -> Draft:
+                p_service: float = 0.25, p_implication: float = 0.8, p_context_implication: float = 0.2,
+                p_context_skip_family: float = 0.8) -> Draft:
     """Steps 2-3 for one flow.
 
-    The draft opens with what the exchange amounts to (when the flow makes that clear), followed with
+    The draft opens with the flow's host context when ``facts`` has one worth saying
+    (``FlowFacts.context_reading()``: what its source and destination did in the same window); the flow's
+    own sentences follow more tersely then (the implication with probability ``p_context_implication``, the
+    feature family skipped with probability ``p_context_skip_family``). Then what the exchange amounts to (when the flow makes that clear), followed with
     probability ``p_implication`` by what such behaviour does, then the service sentence (always when there
     is no such reading, else with probability ``p_service``), nDPI's application when known, a number of
     the other feature families drawn by salience (uniform in ``[families[0], families[1])``), and the
@@ -144,12 +152,15 @@ def build_draft(facts: FlowFacts, label: str, rng: np.random.Generator, *, conce
     """
     fields = facts.fields()
     sentences = []
+    context = facts.context_reading()
+    if context is not None:
+        sentences.append(_pick(rng, T.CONTEXT[context]).format(**fields))
     meanings = facts.interpretation()
     if meanings:
         weights = np.array([w for _, w in meanings])
         meaning = meanings[int(rng.choice(len(meanings), p=weights / weights.sum()))][0]
         reading = _pick(rng, T.INTERPRETATION[meaning]).format(**fields)
-        if meaning in T.IMPLICATION and rng.random() < p_implication:
+        if meaning in T.IMPLICATION and rng.random() < (p_implication if context is None else p_context_implication):
             # One unit, so that reordering never puts "this way" before what it refers to.
             reading += " " + _pick(rng, T.IMPLICATION[meaning]).format(**fields)
         sentences.append(reading)
@@ -164,6 +175,8 @@ def build_draft(facts: FlowFacts, label: str, rng: np.random.Generator, *, conce
     names = list(situations)
     salience = np.array([max(w for _, w in situations[n]) for n in names])
     n_families = min(len(names), int(rng.integers(families[0], families[1])))
+    if context is not None and rng.random() < p_context_skip_family:
+        n_families = 0   # the context sentence already says what matters; keep the text focused
     chosen = rng.choice(len(names), size=n_families, replace=False, p=salience / salience.sum())
     for index in chosen:
         options = situations[names[int(index)]]
@@ -211,14 +224,17 @@ class Describer:
     :class:`ConceptSource` (default: the offline mission knowledge graphs). ``n_concepts``: concepts woven
     into each draft (a range ``(lo, hi)`` is drawn per description). ``cache_dir``: where LLM answers are
     cached (default ``$PACKETCLIP_CACHE/language``). ``paraphrase_options``: max_tokens, temperature,
-    batch_size of the LLM paraphraser.
+    batch_size of the LLM paraphraser. ``host_context``: join each flow's host context
+    (:func:`packetclip.language.context.add_host_context`: what its source and destination did in the same
+    window) when the table has addresses and times and no context columns yet; compute it on the whole table
+    before sampling flows (``describe_workspace`` does), since a sample misses most neighbours.
     """
 
     def __init__(self, backend: str | Paraphraser = "rules", per_flow: int = 3, seed: int = 0, *,
                  cache_dir: str | os.PathLike | None = None, use_cache: bool = True,
                  concepts: ConceptSource | None = None, n_concepts: int | tuple[int, int] = (2, 3),
                  label_col: str = "label", chat=None, chat_options: Mapping[str, Any] | None = None,
-                 paraphrase_options: Mapping[str, Any] | None = None):
+                 paraphrase_options: Mapping[str, Any] | None = None, host_context: bool = True):
         if isinstance(per_flow, bool) or not isinstance(per_flow, (int, np.integer)) or per_flow < 1:
             raise PacketClipError(f"per_flow must be a positive integer, not {per_flow!r}")
         self.backend = backend
@@ -232,6 +248,7 @@ class Describer:
         self.chat = chat
         self.chat_options = dict(chat_options or {})
         self.paraphrase_options = dict(paraphrase_options or {})
+        self.host_context = bool(host_context)
         self._paraphraser: Paraphraser | None = None
 
     @property
@@ -255,6 +272,8 @@ class Describer:
         """Steps 1-3 for every (row, k): the index frame, the drafts and the per-description seeds."""
         if self.label_col not in flows.columns:
             raise DatasetFormatError(f"flow table has no {self.label_col!r} column; describe needs labelled flows")
+        if self.host_context:
+            flows = add_host_context(flows)
         cols = resolve_columns(flows.columns)
         missing = [fact for fact in REQUIRED if fact not in cols]
         if missing:

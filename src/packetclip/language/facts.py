@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from packetclip.language import templates as T
+from packetclip.language.context import CONTEXT_COLUMNS
 
 # Canonical column for each fact (CICFlowMeter names); the nDPI fields may come bare or prefixed.
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -42,6 +43,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "category": ("category", "ndpi_category"),
     "encrypted": ("encrypted", "ndpi_encrypted"),
 }
+# Host context (packetclip.language.context): what the flow's source and destination did around it.
+COLUMNS.update({name: (name,) for name in CONTEXT_COLUMNS})
 # Without these a row says too little to describe.
 REQUIRED = ("duration_us", "fwd_pkts", "bwd_pkts", "proto")
 
@@ -194,6 +197,7 @@ class FlowFacts:
     category: str | None = None
     encrypted: bool | None = None
     service: tuple[str, str] | None = field(default=None)
+    context: dict[str, float] | None = field(default=None)
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any], cols: Mapping[str, str]) -> "FlowFacts":
@@ -220,6 +224,8 @@ class FlowFacts:
             encrypted=None if encrypted is None else encrypted.lower() in ("true", "1", "yes", "encrypted"),
         )
         facts.service = facts._lookup_service()
+        if "ctx_src_flows" in cols and _float(row, cols, "ctx_src_flows", -1.0) >= 1:
+            facts.context = {name[4:]: _float(row, cols, name) for name in CONTEXT_COLUMNS if name in cols}
         return facts
 
     # -- derived ------------------------------------------------------------------------------------
@@ -312,7 +318,68 @@ class FlowFacts:
             "units": self.units(),
             "app": self.app or "",
             "category": self.category or "",
+            **self.context_fields(),
         }
+
+    # -- host context (what the flow's source and destination did around it) ----------------------------
+
+    def context_fields(self) -> dict[str, str]:
+        """Formatted host-context values (empty strings when the flow has no context)."""
+        c = self.context or {}
+        window = c.get("window_s", 0.0) or 0.0
+        dst_rate = c.get("dst_flows", 0.0) / window if window else 0.0
+        return {
+            "window": f"{_num(round_sig(window, 2))} seconds" if window else "",
+            "src_flows": fmt_count(c.get("src_flows", 0.0), "flow"),
+            "src_n": _num(c.get("src_flows", 0.0)),
+            "src_hosts": fmt_count(c.get("src_hosts", 0.0), "host"),
+            "src_addrs": fmt_count(c.get("src_hosts", 0.0), "address", "addresses"),
+            "pair_flows": _num(c.get("pair_flows", 0.0)),
+            "pair_ports": _num(c.get("pair_ports", 0.0)),
+            "pair_pps": fmt_rate(c.get("pair_pps", 0.0), "packets/s"),
+            "dst_flows": _num(c.get("dst_flows", 0.0)),
+            "dst_srcs": _num(c.get("dst_srcs", 0.0)),
+            "dst_rate": fmt_rate(dst_rate, "per second"),
+            "pair_noreply": _share(c.get("pair_noreply", 0.0)),
+            "pair_reset": _share(c.get("pair_reset", 0.0)),
+            "pair_answered": _share(1.0 - c.get("pair_noreply", 0.0)),
+        }
+
+    def context_reading(self) -> str | None:
+        """Which host-context situation (``templates.CONTEXT``) the flow is in, None without context or when
+        its neighbourhood says nothing notable. Read off counts only, never the label."""
+        c = self.context
+        if not c:
+            return None
+        g = lambda k: c.get(k, 0.0)  # noqa: E731
+        meanings = {m for m, _ in self.interpretation()}
+        if self.is_icmp and self.icmp_type == 3 and g("src_hosts") >= 50:
+            return "backscatter"
+        if g("dst_srcs") >= 50 and g("dst_flows") >= 100 and g("pair_flows") <= 3:
+            if self.svc in ("DNS", "mDNS"):
+                return "swarm_dns"
+            if self.is_icmp and self.icmp_type == 8:
+                return "swarm_echo"
+            if self.is_tcp and self.fwd_bytes == 0 and self.flags["syn"]:
+                return "swarm_syn"
+            if self.is_udp:
+                return "swarm_udp"
+            return "swarm"
+        if g("pair_ports") >= 10:
+            if meanings & {"fingerprint_probe", "odd_flag_probe"}:
+                return "sweep_fingerprint"
+            return "sweep"
+        if self.svc in T.LOGIN_SERVICES and g("pair_flows") >= 3 and self.is_tcp:
+            return "repeat_login"
+        if self.is_tcp and g("pair_flows") >= 20 and self.duration_us >= 5e6:
+            return "hold_many"
+        if self.svc in T.WEB_SERVICES and g("pair_flows") >= 20:
+            return "repeat_web"
+        if g("pair_flows") >= 20:
+            return "repeat_pair"
+        if g("src_flows") <= 20 and g("pair_flows") <= 5 and g("dst_srcs") < 50:
+            return "quiet"
+        return None
 
     # -- situations (which templates are true of this flow), with salience weights --------------------
 
@@ -468,6 +535,23 @@ class FlowFacts:
         return None if answer is None else bool(answer)
 
 
+def _share(x: float) -> str:
+    """A fraction in words: 'none', 'almost none', 'a few', 'about half', 'most', 'almost all', 'all'."""
+    if x <= 0:
+        return "none"
+    if x >= 1:
+        return "all"
+    if x < 0.05:
+        return "almost none"
+    if x < 0.35:
+        return "a few"
+    if x <= 0.65:
+        return "about half"
+    if x < 0.95:
+        return "most"
+    return "almost all"
+
+
 def _is_slow(f: "FlowFacts") -> bool:
     """A trickle: under 10 packets/s over more than a second (measured rates only)."""
     return 0 <= f.pkts_s < 10 and f.duration_us > 1e6
@@ -486,6 +570,8 @@ def _fast(f: "FlowFacts", heavy: bool = False) -> bool | None:
         return False
     if (f.pkts_s >= 1000 and f.pkts >= 3) or (heavy and f.mean_payload >= 1000):
         return True
+    if f.context and f.context.get("window_s") and f.context.get("dst_flows", 0) / f.context["window_s"] >= 100:
+        return True   # the destination receives 100 or more flows per second
     return None
 
 

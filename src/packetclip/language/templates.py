@@ -473,6 +473,90 @@ DIRECTION = {
     ],
 }
 
+# Host context (FlowFacts.context_reading(), from packetclip.language.context): what the flow's source and
+# destination did in the same window, as an analyst reads it. Fields: window ("10 seconds"), src_flows
+# ("4 flows"), src_n (bare number), src_hosts ("6 hosts"), src_addrs ("4,361 addresses"), pair_flows, pair_ports, pair_pps, dst_flows, dst_srcs,
+# dst_rate ("650 per second"), pair_noreply / pair_reset / pair_answered (shares in words: "most", "all"...).
+CONTEXT = {
+    "backscatter": [
+        "This host sends back {src_n} such unreachable errors to {src_addrs} within {window}: the trace of a "
+        "volumetric deluge of connectionless packets, from forged addresses, hitting its closed services.",
+        "Within {window} this host returns {src_n} of these errors to {src_addrs}, the backscatter of a "
+        "massive barrage of unsolicited connectionless traffic aimed at it from spoofed senders.",
+    ],
+    "swarm_syn": [
+        "TCP handshake requests pour in: {dst_flows} flows within {window} from {dst_srcs} different, most "
+        "likely spoofed, addresses (about {dst_rate}); this one is never completed and waits in the server's "
+        "backlog.",
+        "A TCP handshake attack: {dst_flows} flows from {dst_srcs} different, most likely spoofed, addresses "
+        "hit the same target within {window} (about {dst_rate}); this connection initiation is never completed "
+        "by its sender.",
+    ],
+    "swarm_echo": [
+        "The target is bombarded with {dst_flows} echo requests from {dst_srcs} different addresses within "
+        "{window}, about {dst_rate}; it must answer every one, and its link and processor are saturated.",
+        "A barrage of {dst_flows} network-layer echo messages from {dst_srcs} addresses within {window} (about "
+        "{dst_rate}), no ports, no transport protocol, each demanding a reply.",
+    ],
+    "swarm_udp": [
+        "A volumetric deluge of {dst_flows} connectionless packets from {dst_srcs} different addresses within "
+        "{window} (about {dst_rate}) saturates the host's bandwidth.",
+        "The target is hit by {dst_flows} unsolicited connectionless packets from {dst_srcs} different, most "
+        "likely spoofed, addresses within {window}, about {dst_rate}, a volumetric barrage that saturates its "
+        "bandwidth.",
+    ],
+    "swarm_dns": [
+        "The resolver receives {dst_flows} queries from {dst_srcs} different addresses within {window}, about "
+        "{dst_rate}, far more lookups than any network of clients asks, exhausting it.",
+        "This query is one of {dst_flows} that hit the same name server from {dst_srcs} addresses within "
+        "{window} (about {dst_rate}), overwhelming the resolver.",
+    ],
+    "swarm": [
+        "The target receives {dst_flows} flows from {dst_srcs} different addresses within {window}, about "
+        "{dst_rate}, far beyond normal load.",
+    ],
+    "sweep": [
+        "Its source tries {pair_ports} different ports of the same host within {window}, {pair_noreply} of them "
+        "unanswered: it is mapping which services the host exposes, one port after another.",
+        "This probe is one of {pair_flows} that the same source sends to {pair_ports} different ports of one "
+        "host within {window}, enumerating open and closed ports one after another.",
+    ],
+    "sweep_fingerprint": [
+        "Its source sends {pair_flows} crafted probes to the same host within {window}, {pair_reset} answered "
+        "with a reset; comparing how the host's TCP stack answers each unusual probe identifies the system "
+        "software and its version.",
+        "This crafted probe is one of {pair_flows} that the same source sends to one host within {window}; the "
+        "odd windows and flags, and the replies they draw, fingerprint which system and version the host runs.",
+    ],
+    "repeat_login": [
+        "It is one of {pair_flows} login sessions the same source opens to the same {svc} server within "
+        "{window}, one after another: a password tried, refused, and the next one tried.",
+        "The source repeats the {svc} login {pair_flows} times within {window} against the same account "
+        "prompt, guessing credentials from a list.",
+    ],
+    "hold_many": [
+        "Incomplete HTTP headers trickle in on {pair_flows} parallel connections that the same source keeps "
+        "open to one web server, exhausting its connection pool.",
+        "Incomplete HTTP headers arrive on {pair_flows} parallel connections that one source holds open to the "
+        "same web server, each sending a partial header now and then, exhausting its connection pool.",
+    ],
+    "repeat_web": [
+        "It is one of {pair_flows} short requests the same source fires at the same web server within {window}: "
+        "an automated tool checking page after page for security flaws and outdated software.",
+        "The source sends {pair_flows} such requests to one web server within {window}, probing known paths "
+        "for weaknesses rather than browsing.",
+    ],
+    "repeat_pair": [
+        "It is one of {pair_flows} flows the same source opens to the same host within {window}, about {pair_pps}.",
+    ],
+    "quiet": [
+        "Normal, harmless traffic: its source opens only {src_flows} to {src_hosts} within {window}, and "
+        "{pair_answered} of those to this host are answered.",
+        "Routine, everyday background traffic of a legitimate device: {src_flows} to {src_hosts} within "
+        "{window}, {pair_answered} of those to this host answered.",
+    ],
+}
+
 FAMILIES = {"volume": VOLUME, "rate": RATE, "timing": TIMING, "flags": FLAGS, "direction": DIRECTION}
 
 # Concepts of a mission graph that fit what the flow was read to be (FlowFacts.interpretation()); they are

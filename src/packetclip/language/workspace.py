@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from packetclip.errors import DatasetFormatError, PacketClipError
+from packetclip.language.context import add_host_context
 
 FLOWS = "flows.parquet"
 LABELS = "labels.parquet"
@@ -84,6 +85,9 @@ def describe_workspace(workspace: str | Path, describer, *, limit: int | None = 
                        on_total: Callable[[int], None] | None = None) -> tuple[Path, pd.DataFrame]:
     """Describe a workspace's labelled flows and write ``descriptions.parquet`` (or ``out``)."""
     flows = load_labelled_flows(workspace, label_col=describer.label_col)
+    if getattr(describer, "host_context", True):
+        # Before sampling: a flow's context is what its source and destination did in the whole table.
+        flows = add_host_context(flows)
     flows = balanced_sample(flows, limit, seed=describer.seed, label_col=describer.label_col)
     table = describer.describe(flows, progress=progress, on_total=on_total)
     target = Path(out) if out is not None else Path(workspace) / DESCRIPTIONS
