@@ -31,6 +31,150 @@ def version() -> None:
 
 # --- commands are added below this line, one block per stage -------------------------------------
 
+lab_app = typer.Typer(help="Labelled traffic lab: synthetic captures, or real tools against real servers (live).",
+                      no_args_is_help=True)
+app.add_typer(lab_app, name="lab")
+
+
+# --- lab: synth (pure-Python behaviour models of the tools; no root) ----------------------------
+
+
+@lab_app.command("synth")
+def lab_synth(
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for capture.pcap, labels and the flow table."),
+    duration: str = typer.Option("10m", "--duration", "-d", help="Capture length: 90s, 5m, 10m, 1h30m."),
+    seed: int = typer.Option(7, "--seed", help="Same seed, byte-identical capture and labels."),
+    no_ingest: bool = typer.Option(False, "--no-ingest", help="Only capture and packet labels, no flow table."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    figure: Optional[Path] = typer.Option(None, "--figure", help="Also draw packets over time per class to this PNG."),
+) -> None:
+    """Write a labelled synthetic IoT capture with the 10 classes (behaviour models of nmap, hping3, ...).
+
+    Writes OUT/capture.pcap, packet_labels.parquet, episodes.parquet and, unless --no-ingest,
+    flows.parquet (CICFlowMeter columns + label/mission), packets.parquet and labels.parquet.
+
+    Example: packetclip lab synth --out lab/ --duration 10m --seed 7
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from packetclip.lab.synth import SynthLab, parse_duration
+
+    result = SynthLab(duration_s=parse_duration(duration), seed=seed).generate(out, progress=not quiet,
+                                                                               ingest=not no_ingest)
+    table = Table(title=f"lab synth -> {out} ({result.packets:,} packets, {result.elapsed_s:.1f} s)")
+    for column in ("class", "mission", "episodes", "packets", "flows"):
+        table.add_column(column, justify="left" if column in ("class", "mission") else "right")
+    for row in result.summary:
+        table.add_row(row["class"], row["mission"], str(row["episodes"]), f"{row['packets']:,}",
+                      "-" if row["flows"] is None else f"{row['flows']:,}")
+    console = Console()
+    console.print(table)
+    paths = result.paths()
+    if figure is not None:
+        from packetclip.lab.figures import draw_lab_traffic
+
+        paths["figure"] = draw_lab_traffic(out, figure)
+    for name, path in paths.items():
+        console.print(f"{name:>14}: {path}")
+
+
+# --- lab: live / doctor / install (real tools in network namespaces; root, Linux) ---------------
+
+
+@lab_app.command("live")
+def lab_live(
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for capture.pcap, labels and the flow table."),
+    duration: str = typer.Option("3m", "--duration", "-d", help="Capture length: 90s, 2m, 10m (at most 1h)."),
+    seed: int = typer.Option(7, "--seed", help="Same seed, same schedule and tool parameters."),
+    classes: Optional[List[str]] = typer.Option(None, "--class", "-c", help="Only these classes (repeat it)."),
+    scale: float = typer.Option(1.0, "--scale", help="Multiplies flood counts and scan sizes (0.1..4)."),
+    no_ingest: bool = typer.Option(False, "--no-ingest", help="Only capture and packet labels, no flow table."),
+) -> None:
+    """Make the 10 classes with real tools (nmap, hping3, slowhttptest, hydra, dnsperf) against real servers.
+
+    Everything runs inside network namespaces this command creates and deletes; every tool run is bounded
+    by count and time. Needs root, Linux and the tools of `packetclip lab install`.
+
+    Example: sudo packetclip lab live --out lab-live/ --duration 2m --seed 7
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from packetclip.lab.live import LiveLab
+    from packetclip.lab.live_tools import require_live_environment
+    from packetclip.lab.synth import parse_duration
+
+    require_live_environment()
+    kwargs = {"scale": scale}
+    if classes:
+        kwargs["classes"] = tuple(classes)
+    result = LiveLab(duration_s=parse_duration(duration), seed=seed, **kwargs).run(out, ingest=not no_ingest)
+    table = Table(title=f"lab live -> {out} ({result.capture_s:.0f} s captured, {result.packets:,} packets)")
+    for column in ("class", "mission", "episodes", "packets", "flows", "tool"):
+        table.add_column(column)
+    for row in result.summary:
+        table.add_row(row["class"], row["mission"], str(row["episodes"]), f"{row['packets']:,}",
+                      "-" if row["flows"] is None else f"{row['flows']:,}", row["tool"])
+    console = Console()
+    console.print(table)
+    outside = result.stats.get("packets_outside_lab_subnet", 0)
+    console.print(f"packets outside the lab subnet: {outside}; unattributed: "
+                  f"{result.stats.get('packets_unattributed', 0)}; elapsed {result.elapsed_s:.0f} s")
+
+
+@lab_app.command("doctor")
+def lab_doctor() -> None:
+    """List the tools `lab live` needs, where each one is, and the Debian packages that are missing.
+
+    Exit code 0 when every required tool is present, 1 otherwise.
+
+    Example: packetclip lab doctor
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from packetclip.lab.live_tools import doctor_rows, is_root, missing_packages
+
+    rows = doctor_rows()
+    table = Table(title="lab live: tools")
+    table.add_column("tool", no_wrap=True)
+    table.add_column("package", no_wrap=True)
+    table.add_column("found", no_wrap=True)
+    table.add_column("purpose")
+    for r in rows:
+        found = r["path"] or ("[red]missing[/]" if r["required"] else "[yellow]missing (optional)[/]")
+        table.add_row(r["binary"], r["package"], found, r["purpose"])
+    console = Console()
+    console.print(table)
+    missing = missing_packages(include_optional=True)
+    required_missing = missing_packages(include_optional=False)
+    if missing:
+        console.print(f"missing packages: {' '.join(missing)} -> run `sudo packetclip lab install`")
+    if not is_root():
+        console.print("[yellow]lab live needs root[/]")
+    raise typer.Exit(1 if required_missing else 0)
+
+
+@lab_app.command("install")
+def lab_install(
+    no_optional: bool = typer.Option(False, "--no-optional", help="Skip optional tools (dnsperf)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only print the packages that would be installed."),
+) -> None:
+    """Install the Debian packages `lab live` needs with apt-get (root; system services are not started).
+
+    Example: sudo packetclip lab install
+    """
+    from packetclip.lab.live_tools import install_missing
+
+    packages = install_missing(include_optional=not no_optional, dry_run=dry_run, echo=typer.echo)
+    if not packages:
+        typer.echo("every lab tool is already installed")
+    elif dry_run:
+        typer.echo("would install: " + " ".join(packages))
+    else:
+        typer.echo("installed: " + " ".join(packages))
+
 
 # --- traffic: ingest / info ---------------------------------------------------------------------
 
@@ -55,6 +199,10 @@ def ingest(
     settings = IngestSettings(view_bytes=view_bytes, mask=not no_mask, idle_timeout=idle_timeout,
                               active_timeout=active_timeout, tcp_close=not no_tcp_close)
     workspace = ingest_captures(expand_capture_paths(captures), out, settings=settings, strict=strict)
+    captures_read = workspace.manifest["captures"]
+    if captures_read and all(c.get("error") for c in captures_read):
+        raise PacketClipError(f"none of the {len(captures_read)} capture(s) could be read; first: "
+                              f"{captures_read[0]['error']}")
     _print_workspace_summary(workspace)
     typer.echo(f"workspace: {workspace.root}")
 
