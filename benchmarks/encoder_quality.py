@@ -7,12 +7,14 @@ Tasks (flow-level; a flow is represented by its first ``k`` packets' masked view
   ``../shared/data/ndpi/pcap``, ingested here with ``packetclip.traffic.ingest``. Split **by capture file**
   (stratified, seeded); categories kept when they have >= 5 training flows and appear in the test captures.
   At most ``--per-group`` flows per (capture, category) so that a few huge captures do not dominate.
-- ``lab``: the 10 ACI-IoT classes of two ``packetclip lab synth`` captures with different seeds: the probe
-  trains on the flows of one capture and is tested on the other (split by capture). At most
-  ``--per-class`` flows per class and capture.
+- ``lab``: the 10 ACI-IoT classes of ``packetclip lab synth`` captures with different seeds: the probe
+  trains on the flows of ``--lab-captures`` captures (seeds 1..N) and is tested on as many others (seeds
+  101..100+N), split by capture. A capture holds only 1-3 attack episodes per class, each with its own
+  randomised parameters, so several captures per side are needed for the score to measure the classes
+  rather than a few episodes. At most ``--per-class`` flows per class and side.
 
 Pre-training (unless ``--checkpoint``) uses only the training side: the ndpi training captures and the
-first lab capture; test captures are never seen, not even unlabelled. Probe: standardised features,
+training lab captures; test captures are never seen, not even unlabelled. Probe: standardised features,
 ``LogisticRegression(class_weight="balanced")``; metric: macro-F1 on the test side.
 
 ``--compare-tokenisation`` instead pre-trains byte patches (4 bytes/token), single bytes and ET-BERT's
@@ -66,14 +68,15 @@ def ndpi_workspace(work: Path):
     return ws, joined[["flow_id", "file_index", "capture", "label", "split"]]
 
 
-def lab_workspaces(work: Path, duration_s: float, seeds=(1, 2)):
-    """Two synthetic lab captures (train seed, test seed), generated once into ``work``."""
+def lab_workspaces(work: Path, duration_s: float, n_captures: int = 3):
+    """``n_captures`` synthetic lab captures per side (train seeds 1.., test seeds 101..), generated once."""
     import pandas as pd
 
     from packetclip.lab.synth import SynthLab
 
     out = []
-    for seed, split in zip(seeds, ("train", "test")):
+    plan = [(s, "train") for s in range(1, n_captures + 1)] + [(100 + s, "test") for s in range(1, n_captures + 1)]
+    for seed, split in plan:
         ws = work / f"lab_seed{seed}_{int(duration_s)}s"
         if not (ws / "labels.parquet").is_file():
             log(f"lab synth seed {seed} ({duration_s:.0f} s of traffic)")
@@ -151,7 +154,8 @@ class Task:
                 f"{len(set(self.train_y))} classes")
 
 
-def build_tasks(work: Path, k: int, per_group: int, per_class: int, lab_seconds: float, seed: int):
+def build_tasks(work: Path, k: int, per_group: int, per_class: int, lab_seconds: float, seed: int,
+                lab_captures: int = 3):
     """The ndpi and lab tasks plus what pre-training may use: (tasks, pretrain workspaces, file selection)."""
     tasks, pre_ws, pre_files = {}, [], []
     if NDPI_PCAP.is_dir() and NDPI_RESULT.is_dir():
@@ -169,13 +173,18 @@ def build_tasks(work: Path, k: int, per_group: int, per_class: int, lab_seconds:
         pre_files.append([c["file_index"] for c in manifest["captures"] if Path(c["path"]).name not in test_captures])
     else:
         log("ndpi data not found at", NDPI_PCAP, "- skipping the ndpi task")
-    (ws_a, fa), (ws_b, fb) = lab_workspaces(work, lab_seconds)
-    fa = cap_groups(fa, ["label"], per_class, seed)
-    fb = cap_groups(fb, ["label"], per_class, seed)
-    tasks["lab"] = Task("lab", flow_views(ws_a, fa["flow_id"].to_numpy(), k), fa["label"],
-                        flow_views(ws_b, fb["flow_id"].to_numpy(), k), fb["label"])
-    pre_ws.append(ws_a)
-    pre_files.append(None)
+    sides = {"train": ([], []), "test": ([], [])}
+    per_capture = max(1, per_class // lab_captures)
+    for ws, flows in lab_workspaces(work, lab_seconds, lab_captures):
+        split = flows["split"].iloc[0]
+        flows = cap_groups(flows, ["label"], per_capture, seed)
+        sides[split][0].append(flow_views(ws, flows["flow_id"].to_numpy(), k))
+        sides[split][1].append(flows["label"].to_numpy())
+        if split == "train":
+            pre_ws.append(ws)
+            pre_files.append(None)
+    (tr_x, tr_y), (te_x, te_y) = ([np.concatenate(p) for p in sides[s]] for s in ("train", "test"))
+    tasks["lab"] = Task("lab", tr_x, tr_y, te_x, te_y)
     return tasks, pre_ws, pre_files
 
 
@@ -214,7 +223,8 @@ def main(argv=None) -> int:
                     help="Flow embedding: k packets as one input, or the mean of per-packet embeddings.")
     ap.add_argument("--per-group", type=int, default=30, help="ndpi: flows per (capture, category).")
     ap.add_argument("--per-class", type=int, default=300, help="lab: flows per class and capture.")
-    ap.add_argument("--lab-seconds", type=float, default=600.0, help="Traffic duration of each lab capture.")
+    ap.add_argument("--lab-seconds", type=float, default=300.0, help="Traffic duration of each lab capture.")
+    ap.add_argument("--lab-captures", type=int, default=3, help="Lab captures on each side (train / test).")
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "packetclip-bench-encoder",
                     help="Folder for ingested workspaces and the model (reused between runs).")
     ap.add_argument("--seed", type=int, default=0)
@@ -233,7 +243,7 @@ def main(argv=None) -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     tasks, pre_ws, pre_files = build_tasks(args.work, args.k, args.per_group, args.per_class, args.lab_seconds,
-                                           args.seed)
+                                           args.seed, args.lab_captures)
     for task in tasks.values():
         log(task.describe())
 

@@ -20,8 +20,8 @@ from packetclip.encoders.corruption import (FIELD_SIZES, apply_mask, field_bytes
                                             field_unit_range, random_spans)
 from packetclip.encoders.data import TrafficCorpus, first_k_packets, load_views, packet_lengths
 from packetclip.encoders.lens import DEC_EOS, DEC_SENTINEL0, LensConfig, LensModel
-from packetclip.encoders.pretrain import BatchBuilder, PretrainSettings, pretrain
-from packetclip.errors import CheckpointError
+from packetclip.encoders.pretrain import BatchBuilder, PretrainSettings, flow_shapes, flow_weights, pretrain
+from packetclip.errors import CheckpointError, PacketClipError
 
 SYN, ACK, PSH, FIN, RST = 0x02, 0x10, 0x08, 0x01, 0x04
 
@@ -277,6 +277,23 @@ def test_batch_builders_keep_flows_apart(corpus):
             np.testing.assert_array_equal(flows[rows >= 0], corpus.flow_key[rows[rows >= 0]])
 
 
+def test_flow_weights_damp_lookalike_flows(corpus):
+    fl = corpus.flows
+    first = corpus.views[fl.order[fl.start]]
+    udp = first[:, 9] == 17
+    scan = (first[:, 9] == 6) & (first[:, 33] == SYN) & (fl.count == 2)
+    assert udp.sum() == 12 and scan.sum() == 12
+    assert len(np.unique(first[udp], axis=0)) == 12, "DNS flows differ in their bytes (ids, names)"
+    shapes = flow_shapes(corpus)
+    assert len(np.unique(shapes[scan], axis=0)) == 1
+    assert len(np.unique(shapes[udp & (fl.count == 4)], axis=0)) == 1, "...but not in their shape"
+    w = flow_weights(corpus)
+    np.testing.assert_allclose(w[scan], 1 / np.sqrt(12))
+    n4 = int((udp & (fl.count == 4)).sum())
+    np.testing.assert_allclose(w[udp & (fl.count == 4)], 1 / np.sqrt(n4))
+    assert w.max() <= 1.0 and (w > 0).all()
+
+
 # --- training ------------------------------------------------------------------------------------------------------
 def test_pretraining_reduces_loss(tmp_path, corpus):
     torch.manual_seed(0)
@@ -325,7 +342,9 @@ def test_embed_dedups_and_is_deterministic(workspace):
     batch = views[rows]
     n_unique = len(np.unique(batch, axis=0))
     e1 = model.embed(batch, batch_size=16)
-    assert e1.shape == (len(batch), 32) and e1.dtype == np.float32
+    assert model.config.embed_dim == model.config.k_packets * 32  # default pooling: per-packet states, concatenated
+    assert e1.shape == (len(batch), model.config.embed_dim) and e1.dtype == np.float32
+    assert not e1[:, 32:].any(), "a single packet fills only the first packet's slot"
     assert model.last_embed_stats == {"rows": len(batch), "forward_rows": n_unique} and n_unique < len(batch)
     np.testing.assert_array_equal(e1[len(views):len(views) + 20], e1[:20])
     np.testing.assert_array_equal(model.embed(batch, batch_size=16), e1)
@@ -335,8 +354,19 @@ def test_embed_dedups_and_is_deterministic(workspace):
     ids, seq = model.embed_flows(views, flow_id, mode="sequence")
     ids2, mean = model.embed_flows(views, flow_id, mode="mean")
     np.testing.assert_array_equal(ids, ids2)
-    assert seq.shape == mean.shape == (len(np.unique(flow_id)), 32)
+    assert seq.shape == mean.shape == (len(np.unique(flow_id)), model.config.embed_dim)
     assert np.isfinite(seq).all() and not np.allclose(seq[0], seq[-1])
+    ws_ids, ws_emb = model.embed_workspace(workspace)
+    np.testing.assert_array_equal(ws_ids, ids)
+    np.testing.assert_allclose(ws_emb, seq, atol=1e-5)
+    some = ids[::-3]
+    picked_ids, picked = model.embed_workspace(workspace, flow_ids=some)
+    np.testing.assert_array_equal(picked_ids, some)
+    np.testing.assert_allclose(picked, seq[np.searchsorted(ids, some)], atol=1e-5)
+    with pytest.raises(PacketClipError, match="no packets"):
+        model.embed_workspace(workspace, flow_ids=[int(ids.max()) + 1])
+    mean_model = LensModel(tiny_config(pooling="mean"))
+    assert mean_model.embed(batch[:5]).shape == (5, 32)
 
 
 def test_eval_generation_reports_fields_and_baseline(tmp_path, workspace, capsys):

@@ -22,8 +22,11 @@ Pre-training heads (used by :mod:`packetclip.encoders.pretrain`): per-packet ord
 Traffic Prediction; encoding the segments apart makes the pooled embedding itself carry what identifies a
 flow, which is what downstream probes and alignment read).
 
-``LensModel.embed`` is what every later stage uses: batched, ``torch.inference_mode``, mean-pooled encoder
-states, and identical inputs embedded once (a flood repeats the same masked view thousands of times).
+``LensModel.embed`` is what every later stage uses: batched, ``torch.inference_mode``, pooled encoder states,
+and identical inputs embedded once (a flood repeats the same masked view thousands of times). Pooling
+(``LensConfig.pooling``): ``packets`` (default) concatenates each packet's mean-pooled states in packet order
+(``k * d_model`` values: the states Packet Order Prediction trains); ``mean`` pools all positions
+(``d_model``). ``embed_workspace`` embeds the flows of an ingested workspace from their first k packets.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ SIZES: dict[str, dict[str, int]] = {
     "base": {"d_model": 768, "num_layers": 12, "num_decoder_layers": 12, "num_heads": 12, "d_ff": 2048},
 }
 TOKENISATIONS = ("byte", "bigram")
+POOLINGS = ("packets", "mean")
 
 # encoder position kinds
 KIND_PAD, KIND_PATCH, KIND_SEP = 0, 1, 2
@@ -75,6 +79,7 @@ class LensConfig:
     dropout: float = 0.0
     relative_attention_num_buckets: int = 32
     relative_attention_max_distance: int = 128
+    pooling: str = "packets"
     model_type: str = MODEL_TYPE
 
     def __post_init__(self) -> None:
@@ -85,6 +90,8 @@ class LensConfig:
                 setattr(self, name, value)
         if self.tokenisation not in TOKENISATIONS:
             raise PacketClipError(f"tokenisation must be one of {', '.join(TOKENISATIONS)}, not {self.tokenisation!r}")
+        if self.pooling not in POOLINGS:
+            raise PacketClipError(f"pooling must be one of {', '.join(POOLINGS)}, not {self.pooling!r}")
         if self.model_type != MODEL_TYPE:
             raise PacketClipError(f"model_type is {self.model_type!r}, expected {MODEL_TYPE!r}")
         ints = ("patch_size", "view_bytes", "k_packets", "n_sentinels", "d_model", "num_layers",
@@ -134,6 +141,11 @@ class LensConfig:
     @property
     def decoder_vocab(self) -> int:
         return self.dec_unit0 + self.unit_vocab
+
+    @property
+    def embed_dim(self) -> int:
+        """Width of :meth:`LensModel.embed`'s output: ``k_packets * d_model`` (``packets``) or ``d_model``."""
+        return self.k_packets * self.d_model if self.pooling == "packets" else self.d_model
 
     @property
     def max_packets(self) -> int:
@@ -270,6 +282,12 @@ class LensModel(nn.Module):
         mask = (enc["kind"] != KIND_PAD).unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
 
+    def pool_embedding(self, hidden: torch.Tensor, enc: dict) -> torch.Tensor:
+        """The embedding ``[B, embed_dim]`` of encoder states: see ``LensConfig.pooling``."""
+        if self.config.pooling == "mean":
+            return self.pool(hidden, enc)
+        return self.pool_packets(hidden, enc, self.config.k_packets).reshape(hidden.shape[0], -1)
+
     def pool_packets(self, hidden: torch.Tensor, enc: dict, n_packets: int) -> torch.Tensor:
         """Mean of each packet's positions: ``[B, n_packets, d]``."""
         onehot = torch.nn.functional.one_hot(enc["packet"], self.config.max_packets)[..., :n_packets]
@@ -302,10 +320,12 @@ class LensModel(nn.Module):
     @torch.inference_mode()
     def embed(self, views: np.ndarray, *, batch_size: int = 512, dedup: bool = True,
               progress: bool = False) -> np.ndarray:
-        """Embeddings ``float32 [n, d_model]`` of packets ``uint8 [n, L]`` or flows ``uint8 [n, k, L]``.
+        """Embeddings ``float32 [n, embed_dim]`` of packets ``uint8 [n, L]`` or flows ``uint8 [n, k, L]``.
 
         A flow input is its first packets' views; all-zero rows are absent packets (see
-        :func:`packetclip.encoders.data.first_k_packets`). Identical inputs are embedded once and the result
+        :func:`packetclip.encoders.data.first_k_packets`). With ``pooling="packets"`` (default) the
+        embedding is each packet's mean-pooled encoder states, concatenated in packet order (zeros for
+        absent packets; a single packet fills the first ``d_model`` values); ``"mean"`` pools all positions. Identical inputs are embedded once and the result
         is scattered back; inputs are length-sorted so batches carry little padding.
         ``last_embed_stats`` records how many rows went through the network.
         """
@@ -319,7 +339,7 @@ class LensModel(nn.Module):
         if arr.shape[1] > self.config.max_packets:
             raise PacketClipError(f"at most {self.config.max_packets} packets per input, got {arr.shape[1]}")
         n = arr.shape[0]
-        out = np.zeros((n, self.config.d_model), np.float32)
+        out = np.zeros((n, self.config.embed_dim), np.float32)
         if n == 0:
             self.last_embed_stats = {"rows": 0, "forward_rows": 0}
             return out
@@ -336,7 +356,7 @@ class LensModel(nn.Module):
         n_units = np.where(present, n_units, 0)
         cost = -(-n_units // self.config.patch_size).sum(axis=1)
         order = np.argsort(cost, kind="stable")
-        result = np.zeros((rows.shape[0], self.config.d_model), np.float32)
+        result = np.zeros((rows.shape[0], self.config.embed_dim), np.float32)
         was_training = self.training
         self.eval()
         bar = _progress(progress, len(order), "embed")
@@ -344,7 +364,7 @@ class LensModel(nn.Module):
             for s in range(0, len(order), batch_size):
                 idx = order[s: s + batch_size]
                 enc = self.tokenise(units[idx], n_units[idx], present[idx])
-                result[idx] = self.pool(self.encode(enc), enc).float().numpy()
+                result[idx] = self.pool_embedding(self.encode(enc), enc).float().numpy()
                 if bar:
                     bar[0].update(bar[1], advance=len(idx))
         finally:
@@ -373,6 +393,35 @@ class LensModel(nn.Module):
         per_packet = per_packet.reshape(len(ids), k, -1)
         weight = (np.arange(k)[None, :] < taken[:, None]).astype(np.float32)[..., None]
         return ids, (per_packet * weight).sum(1) / weight.sum(1)
+
+    def embed_workspace(self, workspace: str | Path, *, k: int | None = None, flow_ids: np.ndarray | None = None,
+                        mode: str = "sequence", batch_size: int = 512,
+                        progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """``(flow ids, float32 [n_flows, embed_dim])`` for the flows of a workspace, from their first ``k`` packets.
+
+        Reads ``packets.parquet`` (masked views, as ingest wrote them); ``flow_ids`` (optional) restricts and
+        orders the output (e.g. the ``flow_id`` column of ``flows.parquet``); a requested flow without packets
+        is a :class:`PacketClipError`. Views are fitted to the model's ``view_bytes``.
+        """
+        from packetclip.encoders.data import fit_width, load_views
+
+        views, flow_id = load_views(workspace)[:2]
+        views = fit_width(views, self.config.view_bytes)
+        if flow_ids is not None:
+            wanted = np.asarray(flow_ids, np.int64)
+            keep = np.isin(flow_id, wanted)
+            views, flow_id = views[keep], flow_id[keep]
+        ids, emb = self.embed_flows(views, flow_id, mode=mode, k=k, batch_size=batch_size, progress=progress)
+        if flow_ids is None:
+            return ids, emb
+        pos = np.searchsorted(ids, wanted)
+        found = (pos < len(ids)) & (ids[np.minimum(pos, max(len(ids) - 1, 0))] == wanted) if len(ids) else \
+            np.zeros(len(wanted), bool)
+        if not found.all():
+            missing = wanted[~found]
+            raise PacketClipError(f"{len(missing)} requested flow(s) have no packets in packets.parquet "
+                                  f"(first: {int(missing[0])})", path=str(workspace))
+        return wanted, emb[pos]
 
     # --- persistence -------------------------------------------------------------------------------------
     def _canonical_state(self) -> dict[str, torch.Tensor]:

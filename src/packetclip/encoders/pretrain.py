@@ -50,10 +50,16 @@ HISTORY_JSON = "losses.json"
 
 @dataclass
 class PretrainSettings:
-    """Optimisation and sampling hyper-parameters; all of them are stored with a checkpoint."""
+    """Optimisation and sampling hyper-parameters; all of them are stored with a checkpoint.
+
+    ``batch_msp`` is small on purpose: the decoder makes span prediction ~3x the cost of the encoder-only
+    objectives, and on a CPU budget more steps matter more than a bigger span batch. Measured with
+    ``tiny`` on 4 minutes of one CPU thread (lab probe, benchmarks/encoder_quality.py task, macro-F1):
+    batch_msp=32 -> 204 steps, 0.52; batch_msp=8 -> 554 steps, 0.65 (random init: 0.46).
+    """
 
     steps: int = 2000
-    batch_msp: int = 32
+    batch_msp: int = 8
     batch_pop: int = 16
     batch_htp: int = 16
     lr: float = 1e-3
@@ -243,50 +249,92 @@ class BatchBuilder:
         return g + 1 if g >= f else g
 
 
-def flow_weights(corpus: TrafficCorpus, header_bytes: int = 40) -> np.ndarray:
-    """Sampling weight per flow: ``1 / sqrt(flows that look the same)``.
+def flow_shapes(corpus: TrafficCorpus, n_packets: int = 4) -> np.ndarray:
+    """A coarse "shape" per flow: ``uint8 [n_flows, 4 * n_packets + 1]``.
 
-    "Look the same" = same first-packet header bytes and same length bucket (1, 2, 3-4, 5-8, 9+ packets).
-    A flood or scan contributes tens of thousands of such look-alike flows; uniform sampling would spend
-    nearly every step on them, while this keeps them present but lets the varied traffic be seen.
+    For each of the first ``n_packets`` packets: present, direction, IP protocol, TCP flags (ICMP type), and
+    the log2 bucket of its length; plus the flow's packet-count bucket (1, 2, 3-4, 5-8, 9+). Payload bytes,
+    identifiers and exact lengths are left out on purpose: a flood with random IDs, payloads or sizes
+    (hping3, random DNS names) is one shape, not thousands of distinct flows.
+    """
+    fl = corpus.flows
+    n = len(fl)
+    cols = [np.minimum(np.ceil(np.log2(np.maximum(fl.count, 1))), 4).astype(np.uint8)]
+    width = corpus.views.shape[1]
+    for j in range(n_packets):
+        has = fl.count > j
+        rows = fl.order[fl.start + np.minimum(j, np.maximum(fl.count - 1, 0))]
+        v = corpus.views[rows]
+        version = v[:, 0] >> 4
+        proto = np.where(version == 4, v[:, 9], np.where(version == 6, v[:, 6], 0)).astype(np.int64)
+        l4 = np.where(version == 4, (v[:, 0] & 15).astype(np.int64) * 4, 40)
+        flag_at = np.where(proto == 6, l4 + 13, l4)
+        ok = flag_at < width
+        flags = np.where(ok, v[np.arange(n), np.minimum(flag_at, width - 1)], 0)
+        flags = np.where(np.isin(proto, (1, 6, 58)), flags, 0)
+        length = np.ceil(np.log2(np.maximum(corpus.lengths[rows], 1))).astype(np.uint8)
+        cols += [has.astype(np.uint8), np.where(has, corpus.direction[rows], 0).astype(np.uint8),
+                 np.where(has, proto, 0).astype(np.uint8), np.where(has, flags, 0).astype(np.uint8),
+                 np.where(has, length, 0).astype(np.uint8)]
+    return np.ascontiguousarray(np.stack(cols, axis=1)) if n else np.zeros((0, 1 + 5 * n_packets), np.uint8)
+
+
+def flow_weights(corpus: TrafficCorpus) -> np.ndarray:
+    """Sampling weight per flow: ``1 / sqrt(flows of the same shape)`` (see :func:`flow_shapes`).
+
+    A flood or scan contributes tens of thousands of look-alike flows; uniform sampling would spend nearly
+    every step on them, while this keeps them present but lets the varied traffic be seen. (An earlier
+    key, the first packet's first 40 bytes, let floods with random ICMP/DNS ids through as thousands of
+    "distinct" flows: in a 5-minute lab capture an ICMP and a DNS flood took ~90 % of the samples.)
     """
     fl = corpus.flows
     if len(fl) == 0:
         return np.zeros(0)
-    first = corpus.views[fl.order[fl.start], : header_bytes]
-    bucket = np.minimum(np.ceil(np.log2(np.maximum(fl.count, 1))), 4).astype(np.uint8)
-    key = np.ascontiguousarray(np.concatenate([first, bucket[:, None]], axis=1))
+    key = flow_shapes(corpus)
     _, inverse, counts = np.unique(key.view(np.dtype((np.void, key.shape[1]))).ravel(), return_inverse=True,
                                    return_counts=True)
     return 1.0 / np.sqrt(counts[inverse.ravel()])
 
 
 def step_losses(model: LensModel, builder: BatchBuilder, settings: PretrainSettings, step: int) -> dict:
-    """The three objectives (tensors with grad) and their accuracies for one step's seeded batches."""
+    """The three objectives (tensors with grad) and their accuracies for one step's seeded batches.
+
+    An objective whose weight (or batch size) is 0 is not computed at all; its entries are 0.
+    """
     rng = np.random.default_rng((settings.seed, step))
-    msp = builder.msp(rng, settings.batch_msp)
-    pop = builder.pop(rng, settings.batch_pop)
-    htp = builder.htp(rng, settings.batch_htp)
-    loss_msp = model.span_loss(msp.enc, msp.target)
-    k = model.config.k_packets
-    pop_logits = model.pop_head(model.pool_packets(model.encode(pop.enc), pop.enc, k))
-    loss_pop = F.cross_entropy(pop_logits.reshape(-1, k), pop.target.reshape(-1), ignore_index=-100)
-    anchor, same, other = (model.pool(model.encode(e), e) for e in (htp.enc, htp.enc_b, htp.enc_c))
-    htp_logit = torch.cat([model.htp_logit(anchor, same), model.htp_logit(anchor, other)])
-    htp_target = torch.cat([torch.ones(len(anchor)), torch.zeros(len(anchor))])
-    loss_htp = F.binary_cross_entropy_with_logits(htp_logit, htp_target)
-    # the same question against every segment of the batch: which one is from my flow? (InfoNCE)
-    za = F.normalize(model.htp_proj(anchor), dim=-1)
-    zb = F.normalize(model.htp_proj(torch.cat([same, other])), dim=-1)
-    loss_nce = F.cross_entropy(za @ zb.T / settings.temperature, torch.arange(len(anchor)))
-    with torch.no_grad():
-        valid = pop.target >= 0
-        pop_acc = (pop_logits.argmax(-1)[valid] == pop.target[valid]).float().mean()
-        htp_acc = ((htp_logit > 0).float() == htp_target).float().mean()
-    total = (settings.weight_msp * loss_msp + settings.weight_pop * loss_pop
-             + settings.weight_htp * (loss_htp + settings.weight_nce * loss_nce))
-    return {"total": total, "msp": loss_msp, "pop": loss_pop, "htp": loss_htp, "htp_nce": loss_nce,
-            "pop_acc": pop_acc, "htp_acc": htp_acc}
+    zero = torch.zeros(())
+    out = {"msp": zero, "pop": zero, "htp": zero, "htp_nce": zero, "pop_acc": zero, "htp_acc": zero}
+    total = zero
+    if settings.weight_msp > 0 and settings.batch_msp > 0:
+        msp = builder.msp(rng, settings.batch_msp)
+        out["msp"] = model.span_loss(msp.enc, msp.target)
+        total = total + settings.weight_msp * out["msp"]
+    if settings.weight_pop > 0 and settings.batch_pop > 0:
+        pop = builder.pop(rng, settings.batch_pop)
+        k = model.config.k_packets
+        pop_logits = model.pop_head(model.pool_packets(model.encode(pop.enc), pop.enc, k))
+        out["pop"] = F.cross_entropy(pop_logits.reshape(-1, k), pop.target.reshape(-1), ignore_index=-100)
+        with torch.no_grad():
+            valid = pop.target >= 0
+            out["pop_acc"] = (pop_logits.argmax(-1)[valid] == pop.target[valid]).float().mean()
+        total = total + settings.weight_pop * out["pop"]
+    if settings.weight_htp > 0 and settings.batch_htp > 0:
+        htp = builder.htp(rng, settings.batch_htp)
+        anchor, same, other = (model.pool(model.encode(e), e) for e in (htp.enc, htp.enc_b, htp.enc_c))
+        htp_logit = torch.cat([model.htp_logit(anchor, same), model.htp_logit(anchor, other)])
+        htp_target = torch.cat([torch.ones(len(anchor)), torch.zeros(len(anchor))])
+        out["htp"] = F.binary_cross_entropy_with_logits(htp_logit, htp_target)
+        # the same question against every segment of the batch: which one is from my flow? (InfoNCE)
+        za = F.normalize(model.htp_proj(anchor), dim=-1)
+        zb = F.normalize(model.htp_proj(torch.cat([same, other])), dim=-1)
+        out["htp_nce"] = F.cross_entropy(za @ zb.T / settings.temperature, torch.arange(len(anchor)))
+        with torch.no_grad():
+            out["htp_acc"] = ((htp_logit > 0).float() == htp_target).float().mean()
+        total = total + settings.weight_htp * (out["htp"] + settings.weight_nce * out["htp_nce"])
+    if not torch.is_tensor(total) or not total.requires_grad:
+        raise PacketClipError("every pre-training objective has weight 0")
+    out["total"] = total
+    return out
 
 
 def make_optimizer(model: LensModel, settings: PretrainSettings) -> torch.optim.AdamW:
