@@ -867,8 +867,8 @@ class FlowMeter:
         from packetclip.traffic.features import cic_columns
 
         columns = cic_columns(cols)
-        arrays = [pa.array(columns[name]) for name in CIC_FEATURE_COLUMNS + EXTRA_COLUMNS]
         names = CIC_FEATURE_COLUMNS + EXTRA_COLUMNS
+        arrays = [pa.array(columns[name]) for name in names]
         for name, values in self._plugin_columns(cols):
             arrays.append(pa.array(values))
             names = names + [name]

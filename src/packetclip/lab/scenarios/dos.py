@@ -74,12 +74,16 @@ def _flood_common(rng: random.Random, net: Network, start: float, max_duration: 
     return duration, round(rate, 1), spoof, style
 
 
-class Hping3SynFlood(Scenario):
-    label = "SYN Flood"
-    name = "hping3-syn"
+class _Flood(Scenario):
+    """Floods share their rate/duration/spoofing ranges, given once by the lab's configuration."""
 
     def __init__(self, cfg: dict):
         self.cfg = cfg
+
+
+class Hping3SynFlood(_Flood):
+    label = "SYN Flood"
+    name = "hping3-syn"
 
     def plan(self, rng, net, start, max_duration):
         duration, rate, spoof, style = _flood_common(rng, net, start, max_duration, self.cfg)
@@ -129,12 +133,9 @@ class Hping3SynFlood(Scenario):
                               v.stack.synack_window, opt_mss(v.stack.mss), df=True, role=ROLE_VICTIM)
 
 
-class Hping3UdpFlood(Scenario):
+class Hping3UdpFlood(_Flood):
     label = "UDP Flood"
     name = "hping3-udp"
-
-    def __init__(self, cfg: dict):
-        self.cfg = cfg
 
     def plan(self, rng, net, start, max_duration):
         duration, rate, spoof, style = _flood_common(rng, net, start, max_duration, self.cfg)
@@ -185,12 +186,9 @@ class Hping3UdpFlood(Scenario):
                 tokens.clear()
 
 
-class Hping3IcmpFlood(Scenario):
+class Hping3IcmpFlood(_Flood):
     label = "ICMP Flood"
     name = "hping3-icmp"
-
-    def __init__(self, cfg: dict):
-        self.cfg = cfg
 
     def plan(self, rng, net, start, max_duration):
         duration, rate, spoof, style = _flood_common(rng, net, start, max_duration, self.cfg)
@@ -228,12 +226,9 @@ class Hping3IcmpFlood(Scenario):
                    df=False, role=ROLE_VICTIM)
 
 
-class DnsFlood(Scenario):
+class DnsFlood(_Flood):
     label = "DNS Flood"
     name = "dns-water-torture"
-
-    def __init__(self, cfg: dict):
-        self.cfg = cfg
 
     def plan(self, rng, net, start, max_duration):
         duration = scale_duration(rng, *self.cfg["flood_duration_s"], max_duration)
