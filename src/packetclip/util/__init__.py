@@ -1,0 +1,1 @@
+"""Plumbing every stage shares: the cache folder, progress display, logging. One place each."""
