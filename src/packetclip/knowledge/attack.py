@@ -41,10 +41,10 @@ ASSOC_SALIENCE = 0.25
 
 
 def default_cache_dir() -> Path:
-    """``$PACKETCLIP_CACHE/knowledge`` when that variable is set, else ``~/.cache/packetclip/knowledge``."""
-    root = os.environ.get("PACKETCLIP_CACHE")
-    base = Path(root).expanduser() if root else Path.home() / ".cache" / "packetclip"
-    return base / "knowledge"
+    """Where the parsed ATT&CK corpus is kept: ``cache_dir("knowledge")`` (see :mod:`packetclip.util.cache`)."""
+    from packetclip.util.cache import cache_dir
+
+    return cache_dir("knowledge")
 
 
 def attack_bundle_path(version: str = ATTACK_VERSION) -> Path:

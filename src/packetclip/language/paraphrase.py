@@ -262,9 +262,9 @@ def strip_opening(text: str, label: str) -> str:
 
 def default_cache_dir() -> Path:
     """``$PACKETCLIP_CACHE/language`` when that variable is set, else ``~/.cache/packetclip/language``."""
-    root = os.environ.get("PACKETCLIP_CACHE")
-    base = Path(root).expanduser() if root else Path.home() / ".cache" / "packetclip"
-    return base / "language"
+    from packetclip.util.cache import cache_dir
+
+    return cache_dir("language")
 
 
 class ParaphraseCache:
