@@ -174,12 +174,20 @@ def test_default_concepts_come_from_the_mission_knowledge_graphs():
     assert len(words) >= 6 and "flood" in concepts.key_concepts("DoS")
 
 
-def test_flow_table_without_labels_or_columns_is_a_clear_error():
-    with pytest.raises(PacketClipError, match="label"):
-        Describer("rules", concepts=CONCEPTS).describe(flows_table().drop(columns=["label"]))
+def test_unlabelled_flows_get_label_free_descriptions():
+    labelled = Describer("rules", per_flow=2, concepts=CONCEPTS).describe(flows_table())
+    table = Describer("rules", per_flow=2, concepts=CONCEPTS).describe(flows_table().drop(columns=["label"]))
+    assert len(table) == len(labelled) and (table["label"] == "").all() and table["mission"].isna().all()
+    assert not table["text"].str.contains("network traffic of|Concepts:", regex=True).any()
+    # Same readings as the labelled drafts minus the concept sentence: the flow's own numbers are all there.
+    for text, draft in zip(table["text"], table["draft"]):
+        assert text and sorted(numbers_in(text)) == sorted(numbers_in(draft))
+
+
+def test_flow_table_without_columns_is_a_clear_error():
     with pytest.raises(PacketClipError, match="Flow Duration"):
         Describer("rules", concepts=CONCEPTS).describe(flows_table().drop(columns=["Flow Duration"]))
-    with pytest.raises(PacketClipError, match="per_flow"):
+    with pytest.raises(PacketClipError, match="--per-flow"):
         Describer("rules", per_flow=0)
     with pytest.raises(PacketClipError, match="unknown paraphrase backend"):
         Describer("gpt-99").paraphraser  # noqa: B018
@@ -388,21 +396,26 @@ def test_cli_describe_writes_descriptions_and_figure_6(tmp_path):
         for kind in ("wordcloud", "top_words"):
             png = ws / "figures" / f"{kind}_{mission}.png"
             assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
-    # --limit spreads the flows over the labels.
-    limited = _cli("describe", str(ws), "--per-flow", "1", "--limit", "10", "--out", str(tmp_path / "d.parquet"),
+    # --limit spreads the flows over the labels (not the first labels alphabetically); --out is a folder,
+    # the workspace keeps its own descriptions table.
+    limited = _cli("describe", str(ws), "--per-flow", "1", "--limit", "10", "--out", str(tmp_path / "d"),
                    cwd=tmp_path)
     assert limited.returncode == 0, limited.stderr
-    assert pd.read_parquet(tmp_path / "d.parquet")["label"].nunique() == 10
+    copy = pd.read_parquet(tmp_path / "d" / "descriptions.parquet")
+    assert len(copy) == 10 and copy["label"].nunique() == 10
+    pd.testing.assert_frame_equal(copy, pd.read_parquet(ws / "descriptions.parquet"))
 
 
 def test_cli_describe_bad_input_is_one_line_and_exit_2(tmp_path):
     missing = _cli("describe", str(tmp_path / "nope"), cwd=tmp_path)
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "Traceback" not in missing.stderr
-    ws = tmp_path / "unlabelled"
+    ws = tmp_path / "ws"
     ws.mkdir()
-    flows_table().drop(columns=["label"]).to_parquet(ws / "flows.parquet")
-    unlabelled = _cli("describe", str(ws), cwd=tmp_path)
-    assert unlabelled.returncode == 2 and "label" in unlabelled.stderr and "Traceback" not in unlabelled.stderr
+    flows_table().to_parquet(ws / "flows.parquet")
+    (tmp_path / "file").write_text("x")
+    not_a_folder = _cli("describe", str(ws), "--out", str(tmp_path / "file"), cwd=tmp_path)
+    assert not_a_folder.returncode == 2 and "folder" in not_a_folder.stderr
+    assert not_a_folder.stderr.count("\n") == 1 and "Traceback" not in not_a_folder.stderr
     (ws / "flows.parquet").write_bytes(b"not parquet at all")
     garbage = _cli("describe", str(ws), cwd=tmp_path)
     assert garbage.returncode == 2 and "flows.parquet" in garbage.stderr and "Traceback" not in garbage.stderr

@@ -16,7 +16,9 @@
    concepts suffix only for attack traffic, as in the paper: the mission's key concepts that the flow does
    not contradict, those it fits first.
 
-``Describer(backend="rules", per_flow=3, seed=0).describe(flows)`` returns one row per description.
+``Describer(backend="rules", per_flow=3, seed=0).describe(flows)`` returns one row per description. Flows
+without a label column are described label-free: steps 1, 2 and 4 only (no concepts, no opening sentence),
+with ``label`` "" and ``mission`` None in the result.
 """
 
 from __future__ import annotations
@@ -192,8 +194,9 @@ def build_draft(facts: FlowFacts, label: str, rng: np.random.Generator, *, conce
 
 
 def final_text(label: str, body: str, key_concepts: Sequence[str]) -> str:
-    """Step 5: the opening sentence, the paraphrase, and the key concepts (attack traffic only)."""
-    text = f"{prefix_for(label)} {body.strip()}".strip()
+    """Step 5: the opening sentence, the paraphrase, and the key concepts (attack traffic only). An
+    unlabelled flow (``label`` empty) has no opening sentence: its text is what the flow did, nothing more."""
+    text = f"{prefix_for(label)} {body.strip()}".strip() if label else body.strip()
     if key_concepts:
         text += f" Concepts: {', '.join(key_concepts)}."
     return text
@@ -236,7 +239,7 @@ class Describer:
                  label_col: str = "label", chat=None, chat_options: Mapping[str, Any] | None = None,
                  paraphrase_options: Mapping[str, Any] | None = None, host_context: bool = True):
         if isinstance(per_flow, bool) or not isinstance(per_flow, (int, np.integer)) or per_flow < 1:
-            raise PacketClipError(f"per_flow must be a positive integer, not {per_flow!r}")
+            raise PacketClipError(f"--per-flow (descriptions per flow) must be a positive integer, not {per_flow!r}")
         self.backend = backend
         self.per_flow = int(per_flow)
         self.seed = int(seed)
@@ -269,9 +272,11 @@ class Describer:
 
     def drafts(self, flows: pd.DataFrame, progress: Callable[[int], None] | None = None
                ) -> tuple[pd.DataFrame, list[Draft], list[int]]:
-        """Steps 1-3 for every (row, k): the index frame, the drafts and the per-description seeds."""
-        if self.label_col not in flows.columns:
-            raise DatasetFormatError(f"flow table has no {self.label_col!r} column; describe needs labelled flows")
+        """Steps 1-3 for every (row, k): the index frame, the drafts and the per-description seeds.
+
+        A table without the label column is described label-free: every row, label "" and no mission (so no
+        concepts). A labelled table skips its rows whose label is empty."""
+        labelled = self.label_col in flows.columns
         if self.host_context:
             flows = add_host_context(flows)
         cols = resolve_columns(flows.columns)
@@ -281,18 +286,21 @@ class Describer:
             raise DatasetFormatError(f"flow table lacks the CICFlowMeter column(s) {names}")
         id_col = "flow_id" if "flow_id" in flows.columns else None
         ids = flows[id_col].to_numpy() if id_col else np.arange(len(flows))
-        labels = flows[self.label_col].astype("string").fillna("").str.strip().to_numpy()
+        if labelled:
+            labels = flows[self.label_col].astype("string").fillna("").str.strip().to_numpy()
+        else:
+            labels = np.full(len(flows), "", dtype=object)
         from packetclip.traffic.labels import normalise_label
 
         records = flows[[c for c in set(cols.values())]].to_dict("records")
         index_rows, drafts, seeds = [], [], []
         missions: dict[str, str | None] = {}
         for flow_id, raw_label, record in zip(ids, labels, records):
-            if not raw_label:
+            if labelled and not raw_label:
                 continue
-            label = normalise_label(raw_label)
+            label = normalise_label(raw_label) if labelled else ""
             if label not in missions:
-                missions[label] = _mission(label)
+                missions[label] = _mission(label) if labelled else None
             mission = missions[label]
             facts = FlowFacts.from_row(record, cols)
             key = row_key(flow_id)
@@ -316,9 +324,12 @@ class Describer:
     def describe(self, flows: pd.DataFrame, progress: Callable[[int], None] | None = None,
                  on_total: Callable[[int], None] | None = None) -> pd.DataFrame:
         """One row per description: flow_id (or row), k, label, mission, text, backend, fallback, reason, draft."""
-        if on_total is not None and self.label_col in flows.columns:
-            labelled = int((flows[self.label_col].astype("string").fillna("").str.strip() != "").sum())
-            on_total(labelled * self.per_flow)
+        if on_total is not None:
+            if self.label_col in flows.columns:
+                rows = int((flows[self.label_col].astype("string").fillna("").str.strip() != "").sum())
+            else:
+                rows = len(flows)
+            on_total(rows * self.per_flow)
         # Progress follows the slow step: drafting for the rules paraphraser, the model calls for an LLM.
         cheap = isinstance(self.paraphraser, RulesParaphraser)
         index, drafts, seeds = self.drafts(flows, progress=progress if cheap else None)

@@ -27,8 +27,8 @@ from packetclip.language.facts import numbers_in
 
 
 def prefix_for(label: str) -> str:
-    """The paper's fixed opening sentence (step 5)."""
-    return f"A network traffic of {label}."
+    """The paper's fixed opening sentence (step 5); none for an unlabelled flow (``label`` "")."""
+    return f"A network traffic of {label}." if label else ""
 
 
 @dataclass
@@ -48,7 +48,7 @@ class Draft:
     @property
     def text(self) -> str:
         """What an LLM is asked to rewrite: the opening sentence and the body."""
-        return f"{prefix_for(self.label)} {self.body}"
+        return f"{prefix_for(self.label)} {self.body}".strip()
 
     @property
     def numbers(self) -> list[float]:

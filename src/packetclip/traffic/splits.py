@@ -11,7 +11,6 @@ targets. The result depends only on the data and the seed.
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -63,7 +62,7 @@ def group_split(
     groups than there are splits, since it then cannot appear in all of them.
     """
     if not (0 <= test_size < 1 and 0 <= val_size < 1 and test_size + val_size < 1):
-        raise PacketClipError(f"test_size and val_size must be in [0, 1) with a sum below 1, "
+        raise PacketClipError(f"--test-size and --val-size must be in [0, 1) with a sum below 1, "
                               f"got {test_size} and {val_size}")
     fractions = np.array([1.0 - test_size - val_size, val_size, test_size])
     active = fractions > 0
@@ -210,7 +209,7 @@ def propagate_split(packets: pd.DataFrame, flow_splits: pd.DataFrame) -> pd.Seri
 
 
 def split_workspace(
-    workspace: str | Path,
+    workspace,
     *,
     by: str = "capture",
     test_size: float = 0.2,
@@ -218,36 +217,38 @@ def split_workspace(
     seed: int = 0,
     label_col: str = "label",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split ``WORKSPACE/flows.parquet`` and write ``WORKSPACE/splits.parquet``.
+    """Split a workspace's flows and write its splits table (through :class:`Workspace`, with the flow table
+    it was computed from recorded, so a re-ingest makes it stale instead of silently wrong).
 
-    Returns the written table (``flow_id``, the capture columns, ``split``) and the summary
-    (:func:`split_summary`). Unlabelled tables (no ``label_col``) are split by row counts only.
+    Labels come from :meth:`Workspace.labelled_flows`, the same place ``describe`` reads them. Returns the
+    written table (``flow_id``, the capture columns, ``split``) and the summary (:func:`split_summary`).
+    Unlabelled workspaces are split by row counts only. ``by="capture"`` is refused, with a hint to use
+    ``by="flow"``, when the flows have no capture column (an imported CSV: its files are cut per class or
+    day, so they are not captures) or come from a single capture (every flow would land in train).
     """
-    workspace = Path(workspace)
-    flows_path = workspace / "flows.parquet"
-    if not workspace.is_dir():
-        raise PacketClipError("workspace folder does not exist", path=str(workspace))
-    if not flows_path.is_file():
-        raise PacketClipError("not a packetclip workspace (no flows.parquet; run `packetclip ingest`)",
-                              path=str(workspace))
-    try:
-        import pyarrow.parquet as pq
+    from packetclip.traffic.workspace import Workspace
 
-        wanted = [FLOW_COLUMN, *CAPTURE_COLUMNS, label_col]
-        present = set(pq.read_schema(flows_path).names)
-        flows = pd.read_parquet(flows_path, columns=[c for c in wanted if c in present])
-    except (OSError, ValueError) as err:
-        raise DatasetFormatError(f"cannot read flows.parquet: {err}", path=str(flows_path)) from err
+    ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
+    flows = ws.labelled_flows(label_col, columns=[FLOW_COLUMN, *CAPTURE_COLUMNS])
     if FLOW_COLUMN not in flows.columns:
-        raise DatasetFormatError(f"flows.parquet has no '{FLOW_COLUMN}' column", path=str(flows_path))
+        raise DatasetFormatError(f"the flow table has no '{FLOW_COLUMN}' column", path=str(ws.flows_path))
+    if by == "capture":
+        capture_col = next((c for c in CAPTURE_COLUMNS if c in flows.columns), None)
+        if capture_col is None:
+            raise DatasetFormatError("cannot split by capture: these flows have no capture column (imported CSV "
+                                     "files are cut per class or day, not per capture); use --by flow",
+                                     path=str(ws.root))
+        n_captures = flows[capture_col].nunique()
+        if n_captures < 2:
+            raise DatasetFormatError(f"cannot split by capture: the workspace holds {n_captures} capture, so every "
+                                     "flow would land in one split; use --by flow", path=str(ws.root))
     labelled = label_col in flows.columns
     split = group_split(flows, by=by, label_col=label_col if labelled else None,
                         test_size=test_size, val_size=val_size, seed=seed)
     keys = [c for c in (*CAPTURE_COLUMNS, FLOW_COLUMN) if c in flows.columns]
     out = flows[keys].copy()
     out["split"] = split.astype(str).to_numpy()
-    out_path = workspace / "splits.parquet"
-    out.to_parquet(out_path, index=False)
+    out_path = ws.write_splits(out)
     summary = split_summary(split, flows[label_col] if labelled else None)
     summary.attrs["groups_per_split"] = (
         pd.Series(group_keys(flows, by).to_numpy()).groupby(split.to_numpy()).nunique().to_dict()

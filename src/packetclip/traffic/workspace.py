@@ -110,14 +110,19 @@ class Workspace:
         return ws
 
     @classmethod
-    def create(cls, root: str | Path, *, overwrite: bool = False) -> "Workspace":
-        """A folder to write a new workspace into. A folder that already holds a workspace is refused unless
-        ``overwrite`` (its files are then replaced one by one, atomically, as the new ones complete)."""
+    def create(cls, root: str | Path, *, overwrite: bool = False, empty: bool = False) -> "Workspace":
+        """A folder to write a new workspace into. A folder that already holds a workspace (or, with ``empty``,
+        anything at all: a lab writes many files) is refused unless ``overwrite`` (its files are then replaced
+        one by one, atomically, as the new ones complete)."""
         root = Path(root)
         if root.exists() and not root.is_dir():
             raise WorkspaceError("exists and is not a folder", path=str(root))
-        if not overwrite and root.is_dir() and any((root / name).exists() for name in (MANIFEST, FLOWS, PACKETS)):
-            raise WorkspaceError("already holds a workspace; pass --overwrite to replace it", path=str(root))
+        if not overwrite and root.is_dir():
+            if any((root / name).exists() for name in (MANIFEST, FLOWS, PACKETS)):
+                raise WorkspaceError("already holds a workspace; pass --overwrite to replace it", path=str(root))
+            if empty and any(root.iterdir()):
+                raise WorkspaceError("folder is not empty; pass --overwrite to write into it anyway",
+                                     path=str(root))
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as err:
@@ -179,10 +184,14 @@ class Workspace:
             return str(m["kind"])
         if (self.root / LAB_META).is_file():
             return "lab"
-        return "capture" if (self.root / PACKETS).is_file() else "csv"
+        # An ingest manifest lists its captures; judging by packets.parquet alone would call a workspace
+        # whose packet table was deleted a CSV import and hide the damage from check().
+        return "capture" if ("captures" in m or (self.root / PACKETS).is_file()) else "csv"
 
     def check(self) -> dict:
-        """Verify the tables against the manifest (presence, Parquet footer, row counts); returns row counts.
+        """Verify the tables against the manifest (presence, Parquet footer, key columns, row counts); returns
+        row counts by file name. ``packetclip info`` runs it, so a deleted or truncated table is reported
+        instead of trusting the manifest.
 
         Raises :class:`WorkspaceError` naming the damaged file in one line.
         """
@@ -190,29 +199,80 @@ class Workspace:
 
         counts = {}
         m = self.manifest
-        expected = {FLOWS: m.get("totals", {}).get("flows")}
-        if m.get("settings", {}).get("write_packets", self.kind != "csv") and self.kind != "csv":
-            expected[PACKETS] = m.get("totals", {}).get("flow_packets")
-        for name, rows in expected.items():
+        totals = m.get("totals", {})
+        expected = {FLOWS: (totals.get("flows"), ("flow_id",))}
+        if self.kind != "csv" and m.get("settings", {}).get("write_packets", True):
+            expected[PACKETS] = (totals.get("stored_packets", totals.get("flow_packets")), PACKET_COLUMNS)
+        for name, (rows, columns) in expected.items():
             path = self.root / name
             if not path.is_file():
                 raise WorkspaceError(f"{name} is missing (re-run the command that made this workspace)",
                                      path=str(self.root))
             try:
-                counts[name] = pq.ParquetFile(path).metadata.num_rows
+                meta = pq.ParquetFile(path).metadata
+                names = set(meta.schema.to_arrow_schema().names)
             except Exception as err:  # pyarrow raises several types for a damaged file
                 raise WorkspaceError(f"{name} is damaged ({' '.join(str(err).split())[:120]})",
                                      path=str(self.root)) from None
+            lacking = [c for c in columns if c not in names]
+            if lacking:
+                raise WorkspaceError(f"{name} lacks column(s) {', '.join(lacking)}", path=str(self.root))
+            counts[name] = meta.num_rows
             if rows is not None and counts[name] != rows:
                 raise WorkspaceError(f"{name} has {counts[name]:,} rows but the manifest says {rows:,}",
                                      path=str(self.root))
-        recorded = m.get("files", {})
-        for name, fp in recorded.items():
+        for name, fp in m.get("files", {}).items():
             path = self.root / name
-            if path.is_file() and file_fingerprint(path) != fp:
+            if not path.is_file():
+                raise WorkspaceError(f"{name} is missing (re-run the command that made this workspace)",
+                                     path=str(self.root))
+            if file_fingerprint(path) != fp:
                 raise WorkspaceError(f"{name} changed after the manifest was written (incomplete write?)",
                                      path=str(self.root))
         return counts
+
+    def summary_rows(self) -> list[tuple[str, str]]:
+        """Key figures of any workspace kind (ingest, lab, CSV import) for ``packetclip info`` and reports."""
+        import pyarrow.parquet as pq
+
+        m = self.manifest
+        totals = m.get("totals", {})
+        rows: list[tuple[str, str]] = [("kind", self.kind)]
+        if self.kind == "csv":
+            sources = m.get("sources", [])
+            rows.append(("CSV files", f"{len(sources):,}"))
+            rows.append(("flows", f"{totals.get('flows', 0):,}"))
+        else:
+            settings = m.get("settings", {})
+            if "captures" in totals:
+                rows.append(("captures", f"{totals['captures']:,} ({totals.get('captures_with_errors', 0)} unreadable)"))
+            for key, text in (("packets", "packets"), ("flow_packets", "packets in flows"), ("flows", "flows"),
+                              ("skipped_records", "skipped records"),
+                              ("bad_link_packets", "packets on unsupported link types"),
+                              ("truncated_captures", "captures cut short by damage")):
+                if key in totals:
+                    rows.append((text, f"{totals[key]:,}"))
+            if "view_bytes" in settings:
+                rows.append(("view bytes / masked", f"{settings['view_bytes']} / {settings.get('mask')}"))
+            if "idle_timeout" in settings:
+                rows.append(("timeouts idle/active",
+                             f"{settings['idle_timeout']} s / {settings.get('active_timeout')} s"))
+            if "elapsed_s" in m:
+                rows.append(("ingest time", f"{m['elapsed_s']:.1f} s"))
+        if self.flows_path.is_file():
+            names = pq.read_schema(self.flows_path).names
+            if "Protocol" in names:
+                protos = self.flows(["Protocol"])["Protocol"].value_counts()
+                rows.append(("flows by protocol", ", ".join(f"{protocol_name(k)} {v:,}" for k, v in protos.items())))
+        labels = self.labels() if self.is_labelled() else None
+        if labels is not None and "label" in labels.columns:
+            counts = labels["label"].value_counts()
+            rows.append(("flows by label", ", ".join(f"{k} {v:,}" for k, v in counts.items())))
+        for key, text in (("splits", "splits"), ("descriptions", "descriptions")):
+            path = self.path(key)
+            if path.is_file():
+                rows.append((text, "stale (inputs changed)" if self.is_stale(FILES[key]) else "yes"))
+        return rows
 
     # --- atomic writes and provenance -----------------------------------------------------------
 
@@ -253,7 +313,10 @@ class Workspace:
 
     def _record_inputs(self, name: str, inputs: Sequence[str]) -> None:
         prov = self._provenance()
-        prov[name] = {"inputs": {i: file_fingerprint(self.root / i) for i in inputs if (self.root / i).exists()},
+        # An input that does not exist yet is recorded as None: its later appearance (labels added to a
+        # workspace that had none) makes the derived file stale too.
+        prov[name] = {"inputs": {i: file_fingerprint(self.root / i) if (self.root / i).exists() else None
+                                 for i in inputs},
                       "written": file_fingerprint(self.root / name) if (self.root / name).is_file() else None}
         with self.atomic(".provenance.json") as tmp:
             tmp.write_text(json.dumps(prov, indent=2))
@@ -265,9 +328,14 @@ class Workspace:
             return False
         for inp, fp in rec.get("inputs", {}).items():
             path = self.root / inp
-            if not path.exists() or file_fingerprint(path) != fp:
+            now = file_fingerprint(path) if path.exists() else None
+            if now != fp:
                 return True
         return False
+
+    def inputs_of(self, name: str) -> dict:
+        """What a derived file was computed from (file name -> fingerprint, None when absent then)."""
+        return dict(self._provenance().get(name, {}).get("inputs", {}))
 
     def read_derived(self, name: str, *, remedy: str) -> pd.DataFrame:
         """Read a derived table, refusing it when missing or stale (``remedy`` says which command remakes it)."""
@@ -311,6 +379,10 @@ class Workspace:
         path = self.root / LABELS
         if not path.is_file():
             return None
+        if self.is_stale(LABELS):
+            # flow ids are positions in the flow table: labels of an older table would name other flows
+            raise StaleFileError(f"{LABELS} is older than the flows it labels; label the workspace again "
+                                 "(e.g. `packetclip label ndpi`)", path=str(self.root))
         labels = _read_parquet(path)
         if "flow_id" not in labels.columns or label_col not in labels.columns:
             raise DatasetFormatError(f"{LABELS} needs 'flow_id' and {label_col!r} columns", path=str(path))
@@ -478,3 +550,16 @@ def _read_parquet(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
 
 def now_unix() -> float:
     return time.time()
+
+
+_PROTOCOL_NAMES = {1: "ICMP", 2: "IGMP", 6: "TCP", 17: "UDP", 41: "IPv6", 47: "GRE", 50: "ESP", 51: "AH",
+                   58: "ICMPv6", 89: "OSPF", 103: "PIM", 112: "VRRP", 132: "SCTP"}
+
+
+def protocol_name(number) -> str:
+    """'TCP', 'IGMP', ... for an IP protocol number; 'proto N' for the rest (never a bare number)."""
+    try:
+        n = int(number)
+    except (TypeError, ValueError):
+        return str(number)
+    return _PROTOCOL_NAMES.get(n, f"proto {n}")
