@@ -80,16 +80,20 @@ def _write_capture(path, seed: int = 0, n_web: int = 12, n_dns: int = 12, n_scan
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
+    """An ingested capture, split by flow (pre-training reads the train split, evaluation the test split)."""
     from packetclip.traffic.ingest import ingest_captures
+    from packetclip.traffic.splits import split_workspace
 
     root = tmp_path_factory.mktemp("lens_ws")
     _write_capture(root / "synthetic.pcap")
-    return ingest_captures([root / "synthetic.pcap"], root / "ws", progress=False).root
+    ws = ingest_captures([root / "synthetic.pcap"], root / "ws", progress=False).root
+    split_workspace(ws, by="flow", test_size=0.3, val_size=0.2, seed=0)
+    return ws
 
 
 @pytest.fixture(scope="module")
 def corpus(workspace):
-    return TrafficCorpus.from_workspaces([workspace], view_bytes=128, holdout_modulus=0, keep="all")
+    return TrafficCorpus.from_workspaces([workspace], view_bytes=128, split=None)
 
 
 # --- workspace loading ---------------------------------------------------------------------------------------
@@ -108,10 +112,58 @@ def test_load_views_reads_the_ingest_layout(workspace):
 
 
 def test_load_views_bad_workspace_is_one_line_error(tmp_path):
-    from packetclip.errors import DatasetFormatError
+    with pytest.raises(PacketClipError, match="workspace") as info:
+        load_views(tmp_path / "nowhere")
+    assert "\n" not in str(info.value)
 
-    with pytest.raises(DatasetFormatError, match="no packets.parquet"):
-        load_views(tmp_path)
+
+def test_corpus_reads_the_workspace_splits(workspace):
+    from packetclip.traffic.workspace import Workspace
+
+    ws = Workspace.open(workspace)
+    parts = {name: TrafficCorpus.from_workspaces([workspace], split=name) for name in ("train", "val", "test")}
+    keys = {name: set(c.flows.flow_key.tolist()) for name, c in parts.items()}
+    assert keys["train"] == set(ws.split_flow_ids("train").tolist())
+    assert not keys["train"] & keys["test"] and not keys["train"] & keys["val"] and not keys["val"] & keys["test"]
+    assert sum(len(c) for c in parts.values()) == len(TrafficCorpus.from_workspaces([workspace], split=None))
+
+
+def test_pretraining_without_splits_is_one_line_error(tmp_path):
+    from packetclip.traffic.ingest import ingest_captures
+
+    _write_capture(tmp_path / "c.pcap", n_web=3, n_dns=3, n_scan=3)
+    ws = ingest_captures([tmp_path / "c.pcap"], tmp_path / "ws", progress=False).root
+    with pytest.raises(PacketClipError, match="packetclip split") as info:
+        pretrain([ws], tmp_path / "m", config=tiny_config(), settings=fast_settings(steps=2), progress=False)
+    assert "\n" not in str(info.value) and not (tmp_path / "m").exists()
+    result = pretrain([ws], tmp_path / "m", config=tiny_config(), settings=fast_settings(steps=2), progress=False,
+                      all_flows=True)
+    assert result.steps_done == 2
+
+
+@pytest.mark.parametrize("kwargs,pattern", [
+    ({"max_seconds": -60.0}, "--minutes must be > 0"),
+    ({"settings": "steps0"}, "--steps must be at least 1"),
+])
+def test_nonsense_budgets_are_refused_before_any_work(tmp_path, workspace, kwargs, pattern):
+    if kwargs.get("settings") == "steps0":
+        with pytest.raises(PacketClipError, match=pattern):
+            fast_settings(steps=0)
+        return
+    with pytest.raises(PacketClipError, match=pattern):
+        pretrain([workspace], tmp_path / "m", config=tiny_config(), settings=fast_settings(), progress=False,
+                 **kwargs)
+    assert not (tmp_path / "m").exists()
+
+
+def test_missing_workspace_fails_fast_in_one_line(tmp_path):
+    import time
+
+    t0 = time.perf_counter()
+    with pytest.raises(PacketClipError) as info:
+        pretrain([tmp_path / "nonexistent"], tmp_path / "m", config=tiny_config(), progress=False)
+    assert time.perf_counter() - t0 < 2.0 and "nonexistent" in str(info.value) and "\n" not in str(info.value)
+    assert not (tmp_path / "m").exists()
 
 
 # --- config and checkpoints ---------------------------------------------------------------------------------
@@ -130,6 +182,7 @@ def test_save_load_round_trip_safetensors_and_json(tmp_path, workspace):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     views = load_views(workspace)[0][:50]
     np.testing.assert_array_equal(model.embed(views), loaded.embed(views))
+    assert loaded.fingerprint == model.fingerprint
 
 
 def _rewrite(path, change):
@@ -325,6 +378,64 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path, corpus):
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
+def test_ctrl_c_saves_a_resumable_checkpoint(tmp_path, corpus):
+    """Item 15 of issue 17: an interrupt saves the last completed step; resuming gives the uninterrupted run."""
+    whole = pretrain([], tmp_path / "a", config=tiny_config(), settings=fast_settings(steps=6),
+                     progress=False, corpus=corpus)
+
+    def interrupt(record):
+        if record["step"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pretrain([], tmp_path / "b", config=tiny_config(), settings=fast_settings(steps=6), progress=False,
+                 corpus=corpus, on_step=interrupt)
+    state = json.loads((tmp_path / "b" / "checkpoint" / "trainer_state.json").read_text())
+    assert state["step"] == 3 and (tmp_path / "b" / "model.safetensors").is_file()
+    resumed = pretrain([], tmp_path / "b", resume=True, progress=False, corpus=corpus)
+    assert resumed.steps_done == 6
+    np.testing.assert_allclose([h["total"] for h in resumed.history], [h["total"] for h in whole.history],
+                               rtol=1e-6)
+
+
+def test_sigint_to_a_pretraining_process_leaves_a_checkpoint(tmp_path, workspace):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import sys, torch; torch.set_num_threads(1)\n"
+        "from packetclip.encoders.lens import LensConfig\n"
+        "from packetclip.encoders.pretrain import PretrainSettings, pretrain\n"
+        "cfg = LensConfig(size='tiny', d_model=32, num_layers=1, num_decoder_layers=1, num_heads=2, d_ff=64,"
+        " n_sentinels=16)\n"
+        "def tick(r):\n"
+        "    print('step', r['step'], flush=True)\n"
+        "try:\n"
+        "    pretrain([sys.argv[1]], sys.argv[2], config=cfg, settings=PretrainSettings(steps=100000, batch_msp=4,"
+        " batch_pop=2, batch_htp=2, save_every=0), progress=False, on_step=tick)\n"
+        "except KeyboardInterrupt:\n"
+        "    sys.exit(130)\n"
+    )
+    out = tmp_path / "m"
+    proc = subprocess.Popen([sys.executable, "-c", script, str(workspace), str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:
+            if line.startswith("step 1"):
+                break
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 130, proc.stderr.read()
+    state = json.loads((out / "checkpoint" / "trainer_state.json").read_text())
+    assert state["step"] >= 2 and (out / "model.safetensors").is_file()
+
+
 def test_fresh_run_refuses_to_overwrite_a_checkpoint(tmp_path, corpus):
     from packetclip.errors import PacketClipError
 
@@ -351,20 +462,18 @@ def test_embed_dedups_and_is_deterministic(workspace):
     e_plain = model.embed(batch, batch_size=7, dedup=False)
     assert model.last_embed_stats["forward_rows"] == len(batch)
     np.testing.assert_allclose(e_plain, e1, atol=1e-5)
-    ids, seq = model.embed_flows(views, flow_id, mode="sequence")
-    ids2, mean = model.embed_flows(views, flow_id, mode="mean")
+    ids, seq = model.embed_views_by_flow(views, flow_id, mode="sequence")
+    ids2, mean = model.embed_views_by_flow(views, flow_id, mode="mean")
     np.testing.assert_array_equal(ids, ids2)
     assert seq.shape == mean.shape == (len(np.unique(flow_id)), model.config.embed_dim)
     assert np.isfinite(seq).all() and not np.allclose(seq[0], seq[-1])
-    ws_ids, ws_emb = model.embed_workspace(workspace)
-    np.testing.assert_array_equal(ws_ids, ids)
+    ws_emb = model.embed_flows(workspace, ids, cache=False)
     np.testing.assert_allclose(ws_emb, seq, atol=1e-5)
     some = ids[::-3]
-    picked_ids, picked = model.embed_workspace(workspace, flow_ids=some)
-    np.testing.assert_array_equal(picked_ids, some)
+    picked = model.embed_flows(workspace, some, cache=False)
     np.testing.assert_allclose(picked, seq[np.searchsorted(ids, some)], atol=1e-5)
     with pytest.raises(PacketClipError, match="no packets"):
-        model.embed_workspace(workspace, flow_ids=[int(ids.max()) + 1])
+        model.embed_flows(workspace, [int(ids.max()) + 1], cache=False)
     mean_model = LensModel(tiny_config(pooling="mean"))
     assert mean_model.embed(batch[:5]).shape == (5, 32)
 
@@ -373,10 +482,11 @@ def test_eval_generation_reports_fields_and_baseline(tmp_path, workspace, capsys
     from packetclip.cli import main
     from packetclip.encoders.generation import evaluate_generation
 
-    pretrain([workspace], tmp_path, config=tiny_config(), settings=fast_settings(steps=6, holdout_modulus=3),
-             progress=False)
+    result = pretrain([workspace], tmp_path, config=tiny_config(), settings=fast_settings(steps=6), progress=False)
+    assert set(result.validation) >= {"msp", "pop", "htp"}, "validation losses come from the val split"
+    assert (tmp_path / "val_losses.json").is_file()
     model = LensModel.from_pretrained(tmp_path)
-    report = evaluate_generation(model, [workspace], holdout_modulus=3)
+    report = evaluate_generation(model, [workspace])
     scores = {s.field: s for s in report.scores}
     assert report.heldout_flows > 0 and scores["ttl"].packets > 0
     for s in report.scores:
@@ -387,4 +497,4 @@ def test_eval_generation_reports_fields_and_baseline(tmp_path, workspace, capsys
     except SystemExit as done:  # click exits 0 after a successful command
         assert done.code in (0, None)
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert last["split"] == "flow" and "ttl_model" in last and "ttl_baseline" in last
+    assert last["split"] == "test" and "ttl_model" in last and "ttl_baseline" in last

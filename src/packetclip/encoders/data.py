@@ -1,61 +1,71 @@
-"""Packet views out of a workspace, grouped into flows, for the packet encoder.
+"""Packet views of workspaces, grouped into flows, for the packet encoders.
 
-``packetclip ingest`` writes ``packets.parquet`` with one row per packet in a flow: ``packet_number``,
-``file_index``, ``flow_id``, ``direction``, ``ts_ns``, ``length`` and ``view`` (fixed-size binary, the
-masked first ``view_bytes`` bytes from the IP header, zero-padded). This module turns that into numpy
-arrays and a per-flow index, which is all the encoder needs: it never reads captures itself.
+Views come from :meth:`packetclip.traffic.workspace.Workspace.packet_views` (the masked first ``view_bytes``
+bytes of each packet from its IP header on, as ingest wrote them); this module turns them into a per-flow
+index, which is all the encoders need: they never read captures or workspace files themselves.
+
+Which flows a pre-training or evaluation corpus holds is the workspace's split (``splits.parquet``), the
+same one probes, alignment and reasoning use; there is no second hold-out rule here.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from packetclip.errors import DatasetFormatError
+from packetclip.errors import DatasetFormatError, PacketClipError
 
-PACKET_COLUMNS = ("flow_id", "direction", "ts_ns", "file_index", "view")
+log = logging.getLogger("packetclip")
+
+SPLITS = ("train", "val", "test")
 
 
-def load_views(workspace: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(views uint8 [n, L], flow_id int64, direction int8, ts_ns int64, file_index int32)`` of a workspace.
+def load_views(workspace, flow_ids: Sequence[int] | np.ndarray | None = None,
+               first_k: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(views uint8 [n, L], flow_id int64, direction int8, ts_ns int64, file_index int32)`` of a workspace
+    (a :class:`Workspace` or its folder), optionally of some flows and only their first ``first_k`` packets.
 
-    Rows keep the order ingest wrote them in (capture order), so a stable sort by flow gives each flow's
-    packets in time order.
+    Rows keep capture order, so a stable sort by flow gives each flow's packets in time order.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    pv = _open(workspace).packet_views(flow_ids, first_k=first_k)
+    return pv.views, pv.flow_id, pv.direction, pv.ts_ns, pv.file_index
 
-    root = Path(workspace)
-    path = root / "packets.parquet" if root.is_dir() else root
-    if not path.is_file():
-        raise DatasetFormatError("no packets.parquet (create the workspace with `packetclip ingest`)",
-                                 path=str(root))
-    try:
-        names = pq.read_schema(path).names
-    except Exception as err:  # pyarrow raises several types for a non-Parquet file
-        raise DatasetFormatError(f"not a Parquet file: {' '.join(str(err).split())[:160]}", path=str(path)) from None
-    missing = [c for c in PACKET_COLUMNS if c not in names]
-    if missing:
-        raise DatasetFormatError(f"packet table lacks column(s) {', '.join(missing)}", path=str(path))
-    table = pq.read_table(path, columns=list(PACKET_COLUMNS))
-    column = table.column("view").combine_chunks()
-    if not pa.types.is_fixed_size_binary(column.type):
-        raise DatasetFormatError(f"column 'view' must be fixed-size binary, not {column.type}", path=str(path))
-    width = column.type.byte_width
-    n = len(column)
-    if n == 0:
-        views = np.zeros((0, width), np.uint8)
-    else:
-        buf = column.buffers()[1]
-        views = np.frombuffer(buf, dtype=np.uint8, count=n * width, offset=column.offset * width).reshape(n, width)
 
-    def col(name, dtype):
-        return table.column(name).to_numpy().astype(dtype, copy=False)
+def _open(workspace):
+    from packetclip.traffic.workspace import Workspace
 
-    return views, col("flow_id", np.int64), col("direction", np.int8), col("ts_ns", np.int64), col("file_index", np.int32)
+    return workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
+
+
+def open_packet_workspace(workspace):
+    """Open a workspace that must hold packets; one line naming the problem otherwise (checked before work)."""
+    ws = _open(workspace)
+    if not ws.has_packets():
+        from packetclip.traffic.workspace import WorkspaceError
+
+        raise WorkspaceError("this workspace holds flow rows only (no packet views); packet encoders need a "
+                             "workspace made by `packetclip ingest` or `packetclip lab`", path=str(ws.root))
+    return ws
+
+
+def split_flow_ids(workspace, split: str | None, *, all_flows: bool = False) -> np.ndarray | None:
+    """Flow ids of ``split`` (train/val/test) from the workspace's splits; None means every flow.
+
+    A workspace without splits is one clear line (run ``packetclip split``), unless ``all_flows`` asks for
+    every flow explicitly, which is logged as a warning: nothing is then held out.
+    """
+    ws = _open(workspace)
+    if split is None:
+        return None
+    if split not in SPLITS:
+        raise PacketClipError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
+    if all_flows:
+        log.warning("%s: using every flow (no split asked for): nothing is held out for evaluation", ws.root)
+        return None
+    return ws.split_flow_ids(split)
 
 
 def packet_lengths(views: np.ndarray) -> np.ndarray:
@@ -121,27 +131,6 @@ def first_k_packets(views: np.ndarray, flow_id: np.ndarray, k: int) -> tuple[np.
     return index.flow_key, out, taken
 
 
-def _mix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64 finaliser: a well-spread, deterministic hash of int64 ids."""
-    z = np.asarray(x, np.int64).astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
-    with np.errstate(over="ignore"):
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
-
-
-def heldout_flows(flow_id: np.ndarray, modulus: int = 10, salt: int = 0) -> np.ndarray:
-    """Boolean mask of the flows kept out of pre-training (about 1/``modulus`` of them), chosen by flow id.
-
-    Whole flows, never single packets, so ``eval-generation`` measures packets of flows the model never saw.
-    ``modulus <= 1`` holds nothing out.
-    """
-    flow_id = np.asarray(flow_id, np.int64)
-    if modulus <= 1:
-        return np.zeros(flow_id.shape, bool)
-    return (_mix64(flow_id ^ np.int64(salt)) % np.uint64(modulus)) == 0
-
-
 @dataclass
 class TrafficCorpus:
     """Views of one or more workspaces with globally unique flow and capture keys."""
@@ -154,23 +143,27 @@ class TrafficCorpus:
     flows: FlowIndex
 
     @classmethod
-    def from_workspaces(cls, workspaces: Sequence[str | Path], *, view_bytes: int | None = None,
-                        holdout_modulus: int = 10, keep: str = "train",
+    def from_workspaces(cls, workspaces: Sequence, *, view_bytes: int | None = None, split: str | None = "train",
+                        flow_ids: Sequence[Sequence[int] | None] | None = None, all_flows: bool = False,
                         files: Sequence[Sequence[int] | None] | None = None) -> "TrafficCorpus":
-        """Load workspaces; ``keep="train"`` drops held-out flows, ``"heldout"`` keeps only them, ``"all"`` both.
+        """Packets of the ``split`` flows (train/val/test of each workspace's splits; None: every flow).
 
-        ``files`` optionally restricts each workspace to some captures (their ``file_index`` values), e.g. to
-        pre-train on the training captures of a benchmark split only.
+        ``flow_ids`` (one entry per workspace, None = use ``split``) picks flows explicitly; ``all_flows``
+        uses every flow of a workspace that has no splits (logged). ``files`` optionally restricts each
+        workspace to some captures (their ``file_index`` values).
         """
-        if keep not in ("train", "heldout", "all"):
-            raise ValueError(f"keep must be 'train', 'heldout' or 'all', not {keep!r}")
+        if flow_ids is not None and len(flow_ids) != len(workspaces):
+            raise PacketClipError(f"flow_ids has {len(flow_ids)} entries for {len(workspaces)} workspaces")
+        opened = [open_packet_workspace(w) for w in workspaces]
+        chosen = [flow_ids[w] if flow_ids is not None and flow_ids[w] is not None
+                  else split_flow_ids(ws, split, all_flows=all_flows) for w, ws in enumerate(opened)]
         parts = []
-        for w, ws in enumerate(workspaces):
-            views, flow_id, direction, _ts, file_index = load_views(ws)
+        for w, (ws, ids) in enumerate(zip(opened, chosen)):
+            pv = ws.packet_views(None if ids is None else np.asarray(ids, np.int64))
+            views, flow_id, direction, file_index = pv.views, pv.flow_id, pv.direction, pv.file_index
             if view_bytes is not None:
                 views = fit_width(views, view_bytes)
-            held = heldout_flows(flow_id, holdout_modulus)
-            sel = {"train": ~held, "heldout": held, "all": np.ones_like(held)}[keep]
+            sel = np.ones(len(flow_id), bool)
             if files is not None and files[w] is not None:
                 sel &= np.isin(file_index, np.asarray(list(files[w]), np.int64))
             key = (np.int64(w) << np.int64(40)) + flow_id[sel]

@@ -1,8 +1,8 @@
 """The generation task: hide a header field of a packet view and let the Lens decoder write it back.
 
 For each field (:data:`packetclip.encoders.corruption.FIELD_SIZES`: TTL / hop limit, IP length, TCP flags,
-TCP window, UDP length) and each sampled packet of a **held-out flow** (flows pre-training never used,
-see :func:`packetclip.encoders.data.heldout_flows`), only that field is masked; the decoder generates it
+TCP window, UDP length) and each sampled packet of a **test-split flow** (the workspace's ``splits.parquet``; pre-training uses
+the train split only), only that field is masked; the decoder generates it
 greedily and we count exact matches of all its bytes. The trivial baseline predicts the field's most
 frequent value among the packets of the training flows.
 
@@ -13,7 +13,6 @@ least as long as the view, where it has to be inferred.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -25,6 +24,7 @@ from packetclip.encoders.corruption import (FIELD_SIZES, apply_mask, field_bytes
 from packetclip.encoders.data import TrafficCorpus
 from packetclip.encoders.lens import LensModel
 from packetclip.errors import PacketClipError
+from packetclip.util.progress import Progress
 
 
 @dataclass
@@ -41,7 +41,7 @@ class GenerationReport:
     scores: list[FieldScore] = field(default_factory=list)
     heldout_flows: int = 0
     heldout_packets: int = 0
-    split: str = "flow"
+    split: str = "test"
 
     def to_dict(self) -> dict:
         out = {"split": self.split, "heldout_flows": self.heldout_flows, "heldout_packets": self.heldout_packets}
@@ -56,16 +56,11 @@ class GenerationReport:
         return out
 
 
-def holdout_modulus_of(checkpoint: str | Path, default: int = 10) -> int:
-    """The held-out-flow rule a model was pre-trained with (stored in its trainer state), else ``default``."""
-    from packetclip.encoders.pretrain import CHECKPOINT_DIR, TRAINER_STATE
+def holdout_modulus_of(checkpoint: str | Path, default: int | None = None) -> int | None:
+    """Deprecated: pre-training no longer has its own hold-out rule (the workspace's splits decide).
 
-    for path in (Path(checkpoint) / TRAINER_STATE, Path(checkpoint) / CHECKPOINT_DIR / TRAINER_STATE):
-        if path.is_file():
-            try:
-                return int(json.loads(path.read_text())["settings"]["holdout_modulus"])
-            except (ValueError, KeyError, TypeError):
-                break
+    Kept so older callers still run; :func:`evaluate_generation` ignores the value.
+    """
     return default
 
 
@@ -100,7 +95,7 @@ def generate_field(model: LensModel, views: np.ndarray, lengths: np.ndarray, sta
             spans.append(b - a)
         n_steps = 1 + max(spans)
         enc = model.tokenise(units, n_units)
-        tokens = model.greedy_decode(enc, n_steps).numpy()
+        tokens = model.greedy_decode(enc, n_steps).cpu().numpy()
         generated = tokens[:, 1:] - cfg.dec_unit0
         generated = np.where((generated >= 0) & (generated < cfg.unit_vocab), generated, -(1 << 20))
         for i in range(len(v)):
@@ -109,30 +104,28 @@ def generate_field(model: LensModel, views: np.ndarray, lengths: np.ndarray, sta
     return out
 
 
-def evaluate_generation(model: LensModel, workspaces: Sequence[str | Path], *, holdout_modulus: int = 10,
+def evaluate_generation(model: LensModel, workspaces: Sequence[str | Path], *, split: str = "test",
                         per_flow: int = 20, max_packets: int = 3000, seed: int = 0, batch_size: int = 256,
-                        progress: bool = False) -> GenerationReport:
-    """Per-field exact-match accuracy on packets of held-out flows, next to the most-frequent-value baseline."""
-    if holdout_modulus <= 1:
-        raise PacketClipError("holdout_modulus must be >= 2 to have held-out flows")
+                        progress: bool = False, holdout_modulus: int | None = None) -> GenerationReport:
+    """Per-field exact-match accuracy on packets of ``split`` flows (default test), next to the
+    most-frequent-value baseline learned on the train split. ``holdout_modulus`` is ignored (deprecated)."""
+    if split == "train":
+        raise PacketClipError("evaluate generation on the val or test split, not on the flows pre-training used")
     view_bytes = model.config.view_bytes
-    test = TrafficCorpus.from_workspaces(workspaces, view_bytes=view_bytes, holdout_modulus=holdout_modulus,
-                                         keep="heldout")
-    train = TrafficCorpus.from_workspaces(workspaces, view_bytes=view_bytes, holdout_modulus=holdout_modulus,
-                                          keep="train")
+    test = TrafficCorpus.from_workspaces(workspaces, view_bytes=view_bytes, split=split)
+    train = TrafficCorpus.from_workspaces(workspaces, view_bytes=view_bytes, split="train")
     if len(test) == 0:
-        raise PacketClipError("the workspace has no held-out flows to evaluate on")
+        raise PacketClipError(f"the workspace has no {split}-split flows with packets to evaluate on")
     rng = np.random.default_rng(seed)
     rows = _sample(test, per_flow, max_packets, rng)
     views, lengths = test.views[rows], test.lengths[rows]
     offsets = field_offsets(views, lengths)
     train_rows = rng.choice(len(train), min(len(train), 200_000), replace=False) if len(train) else np.zeros(0, int)
     train_offsets = field_offsets(train.views[train_rows], train.lengths[train_rows])
-    report = GenerationReport(heldout_flows=len(test.flows), heldout_packets=len(rows))
+    report = GenerationReport(heldout_flows=len(test.flows), heldout_packets=len(rows), split=split)
     tasks = [(name, name, np.ones(len(rows), bool)) for name in FIELD_SIZES]
     tasks.append(("ip_length_long", "ip_length", lengths >= view_bytes))
-    bar = _bar(progress, len(tasks))
-    try:
+    with Progress("eval-generation (fields)", len(tasks), enabled=progress) as bar:
         for label, name, subset in tasks:
             size = FIELD_SIZES[name]
             has = (offsets[name] >= 0) & subset
@@ -145,11 +138,7 @@ def evaluate_generation(model: LensModel, workspaces: Sequence[str | Path], *, h
             else:
                 model_acc = float("nan")
             report.scores.append(FieldScore(label, len(idx), model_acc, base_acc, base_value))
-            if bar:
-                bar[0].update(bar[1], advance=1)
-    finally:
-        if bar:
-            bar[0].stop()
+            bar.advance(1)
     return report
 
 
@@ -170,14 +159,3 @@ def _baseline(train_views, train_starts, size, truth) -> tuple[str, float]:
     best = uniq[np.argmax(counts)]
     value = "0x" + "".join(f"{int(b):02x}" for b in best)
     return value, float((truth == best[None, :]).all(axis=1).mean())
-
-
-def _bar(enabled: bool, total: int):
-    if not enabled:
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress
-
-    bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn())
-    task = bar.add_task("eval-generation (fields)", total=total)
-    bar.start()
-    return bar, task

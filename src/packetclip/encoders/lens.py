@@ -36,27 +36,31 @@ Pre-training heads (used by :mod:`packetclip.encoders.pretrain`): per-packet ord
 Traffic Prediction; encoding the segments apart makes the pooled embedding itself carry what identifies a
 flow, which is what downstream probes and alignment read).
 
-``LensModel.embed`` is what every later stage uses: batched, ``torch.inference_mode``, pooled encoder states,
-and identical inputs embedded once (a flood repeats the same masked view thousands of times). Pooling
+``LensModel.embed_flows`` is what every later stage uses (the :class:`~packetclip.encoders.base.TrafficEncoder`
+contract): each flow's first ``k_packets`` views through :meth:`LensModel.embed` -- batched,
+``torch.inference_mode``, pooled encoder states, identical inputs embedded once (a flood repeats the same
+masked view thousands of times) -- and, for a workspace, through its embedding store. Pooling
 (``LensConfig.pooling``): ``packets`` (default) concatenates each packet's mean-pooled states in packet order
 (``k * d_model`` values: the states Packet Order Prediction trains); ``mean`` pools all positions
-(``d_model``). ``embed_workspace`` embeds the flows of an ingested workspace from their first k packets.
+(``d_model``). The model runs on whatever device it was moved to (``from_pretrained(path, device="cuda")``).
 """
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from packetclip.encoders import _weights
+from packetclip.encoders.base import EncoderConfig, TrafficEncoder, local_seed, select_rows
 from packetclip.encoders.data import packet_lengths
 from packetclip.errors import CheckpointError, PacketClipError
+from packetclip.util.progress import Progress
 
 MODEL_TYPE = "packetclip-lens"
 
@@ -76,8 +80,10 @@ DEC_PAD, DEC_EOS, DEC_SENTINEL0 = 0, 1, 2
 
 
 @dataclass
-class LensConfig:
+class LensConfig(EncoderConfig):
     """Architecture and tokenisation (saved as ``config.json``). Unset sizes come from the ``size`` preset."""
+
+    model_type = MODEL_TYPE
 
     size: str = "tiny"
     tokenisation: str = "byte"
@@ -94,7 +100,6 @@ class LensConfig:
     relative_attention_num_buckets: int = 32
     relative_attention_max_distance: int = 128
     pooling: str = "packets"
-    model_type: str = MODEL_TYPE
 
     def __post_init__(self) -> None:
         if self.size not in SIZES:
@@ -106,8 +111,6 @@ class LensConfig:
             raise PacketClipError(f"tokenisation must be one of {', '.join(TOKENISATIONS)}, not {self.tokenisation!r}")
         if self.pooling not in POOLINGS:
             raise PacketClipError(f"pooling must be one of {', '.join(POOLINGS)}, not {self.pooling!r}")
-        if self.model_type != MODEL_TYPE:
-            raise PacketClipError(f"model_type is {self.model_type!r}, expected {MODEL_TYPE!r}")
         ints = ("patch_size", "view_bytes", "k_packets", "n_sentinels", "d_model", "num_layers",
                 "num_decoder_layers", "num_heads", "d_ff", "relative_attention_num_buckets",
                 "relative_attention_max_distance")
@@ -171,27 +174,20 @@ class LensConfig:
         """Packets per segment in homologous traffic prediction."""
         return max(1, self.k_packets // 2)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict, *, path: str | None = None) -> "LensConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise CheckpointError(f"unknown config keys: {', '.join(unknown)}", path=path)
-        try:
-            return cls(**data)
-        except PacketClipError as err:
-            raise CheckpointError(f"invalid Lens config: {err.detail}", path=path) from None
-        except TypeError as err:
-            raise CheckpointError(f"invalid Lens config: {err}", path=path) from None
+class LensModel(nn.Module, TrafficEncoder):
+    """T5 encoder-decoder over patched packet bytes, with the pre-training heads; see the module docstring.
 
+    ``seed`` (optional) makes the random initialisation reproducible without touching the global torch RNG.
+    """
 
-class LensModel(nn.Module):
-    """T5 encoder-decoder over patched packet bytes, with the pre-training heads; see the module docstring."""
+    model_type = MODEL_TYPE
 
-    def __init__(self, config: LensConfig):
+    def __init__(self, config: LensConfig, *, seed: int | None = None):
+        if seed is not None:
+            with local_seed(seed):
+                self.__init__(config)
+            return
         super().__init__()
         from transformers import T5Config, T5ForConditionalGeneration
 
@@ -278,14 +274,38 @@ class LensModel(nn.Module):
         }
 
     # --- forward pieces --------------------------------------------------------------------------------
+    # --- contract -----------------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.slot_embed.weight.device
+
+    @property
+    def embed_dim(self) -> int:
+        return self.config.embed_dim
+
+    @property
+    def fingerprint(self) -> str:
+        """Stable hash of config and weights: the embedding-store key of this model."""
+        return self._fingerprint_of(self, self.config.to_dict(), MODEL_TYPE)
+
+    def store_settings(self) -> dict:
+        return {"first_k": self.config.k_packets, "mode": "sequence"}
+
+    def to_device(self, enc: dict) -> dict:
+        """Encoder inputs moved to the model's device (tokenise builds them on the CPU)."""
+        device = self.device
+        return {k: v.to(device, non_blocking=True) for k, v in enc.items()}
+
     def input_embeddings(self, enc: dict) -> torch.Tensor:
+        enc = self.to_device(enc)
         kind = enc["kind"]
         patch = self.slot_embed(enc["slots"] + self._slot_offsets).sum(dim=-2)
         patch = patch * (kind == KIND_PATCH).unsqueeze(-1)
         return patch + self.kind_embed(kind) + self.pos_embed(enc["pos"]) + self.packet_embed(enc["packet"])
 
-    def encode(self, enc: dict) -> torch.Tensor:
-        """Final encoder states ``[B, T, d]``."""
+    def encoder_states(self, enc: dict) -> torch.Tensor:
+        """Final encoder states ``[B, T, d]`` (on the model's device)."""
+        enc = self.to_device(enc)
         mask = (enc["kind"] != KIND_PAD).long()
         out = self.t5.encoder(inputs_embeds=self.input_embeddings(enc), attention_mask=mask)
         return out.last_hidden_state
@@ -293,7 +313,7 @@ class LensModel(nn.Module):
     @staticmethod
     def pool(hidden: torch.Tensor, enc: dict) -> torch.Tensor:
         """Mean over the non-padding positions."""
-        mask = (enc["kind"] != KIND_PAD).unsqueeze(-1).to(hidden.dtype)
+        mask = (enc["kind"].to(hidden.device) != KIND_PAD).unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
 
     def pool_embedding(self, hidden: torch.Tensor, enc: dict) -> torch.Tensor:
@@ -304,8 +324,9 @@ class LensModel(nn.Module):
 
     def pool_packets(self, hidden: torch.Tensor, enc: dict, n_packets: int) -> torch.Tensor:
         """Mean of each packet's positions: ``[B, n_packets, d]``."""
-        onehot = torch.nn.functional.one_hot(enc["packet"], self.config.max_packets)[..., :n_packets]
-        onehot = onehot * (enc["kind"] != KIND_PAD).unsqueeze(-1)
+        packet, kind = enc["packet"].to(hidden.device), enc["kind"].to(hidden.device)
+        onehot = torch.nn.functional.one_hot(packet, self.config.max_packets)[..., :n_packets]
+        onehot = onehot * (kind != KIND_PAD).unsqueeze(-1)
         onehot = onehot.to(hidden.dtype)
         return onehot.transpose(1, 2) @ hidden / onehot.sum(1).unsqueeze(-1).clamp_min(1.0)
 
@@ -315,16 +336,16 @@ class LensModel(nn.Module):
 
     def span_loss(self, enc: dict, labels: torch.Tensor, hidden: torch.Tensor | None = None) -> torch.Tensor:
         """Decoder cross-entropy on sentinel-delimited targets (``-100`` = ignored)."""
-        hidden = self.encode(enc) if hidden is None else hidden
-        mask = (enc["kind"] != KIND_PAD).long()
-        return self.t5(encoder_outputs=(hidden,), attention_mask=mask, labels=labels).loss
+        hidden = self.encoder_states(enc) if hidden is None else hidden
+        mask = (enc["kind"].to(hidden.device) != KIND_PAD).long()
+        return self.t5(encoder_outputs=(hidden,), attention_mask=mask, labels=labels.to(hidden.device)).loss
 
     @torch.inference_mode()
     def greedy_decode(self, enc: dict, steps: int) -> torch.Tensor:
-        """Greedy decoder output ``[B, steps]`` (no start token) for encoder inputs ``enc``."""
-        hidden = self.encode(enc)
-        mask = (enc["kind"] != KIND_PAD).long()
-        dec = torch.full((hidden.shape[0], 1), DEC_PAD, dtype=torch.long)
+        """Greedy decoder output ``[B, steps]`` (no start token, on the model's device) for inputs ``enc``."""
+        hidden = self.encoder_states(enc)
+        mask = (enc["kind"].to(hidden.device) != KIND_PAD).long()
+        dec = torch.full((hidden.shape[0], 1), DEC_PAD, dtype=torch.long, device=hidden.device)
         for _ in range(steps):
             logits = self.t5(encoder_outputs=(hidden,), attention_mask=mask, decoder_input_ids=dec).logits
             dec = torch.cat([dec, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
@@ -373,32 +394,33 @@ class LensModel(nn.Module):
         result = np.zeros((rows.shape[0], self.config.embed_dim), np.float32)
         was_training = self.training
         self.eval()
-        bar = _progress(progress, len(order), "embed")
         try:
-            for s in range(0, len(order), batch_size):
-                idx = order[s: s + batch_size]
-                enc = self.tokenise(units[idx], n_units[idx], present[idx])
-                result[idx] = self.pool_embedding(self.encode(enc), enc).float().numpy()
-                if bar:
-                    bar[0].update(bar[1], advance=len(idx))
+            with Progress("embed", len(order), enabled=progress) as bar:
+                for s in range(0, len(order), batch_size):
+                    idx = order[s: s + batch_size]
+                    enc = self.to_device(self.tokenise(units[idx], n_units[idx], present[idx]))
+                    result[idx] = self.pool_embedding(self.encoder_states(enc), enc).float().cpu().numpy()
+                    bar.advance(len(idx))
         finally:
-            if bar:
-                bar[0].stop()
             self.train(was_training)
         self.last_embed_stats = {"rows": n, "forward_rows": int(rows.shape[0])}
         out[:] = result[inverse.ravel()]
         return out
 
-    def embed_flows(self, views: np.ndarray, flow_id: np.ndarray, *, mode: str = "sequence", k: int | None = None,
-                    batch_size: int = 512, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """``(flow ids, embeddings)`` of every flow, from its first ``k`` packets (rows in capture order).
+    def embed_views_by_flow(self, views: np.ndarray, flow_id: np.ndarray, *, mode: str = "sequence",
+                            k: int | None = None, batch_size: int = 512,
+                            progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """``(sorted flow ids, embeddings)`` of every flow in packet rows ``views`` / ``flow_id`` (capture order),
+        from each flow's first ``k`` packets.
 
-        ``mode="sequence"`` feeds the k packets as one input; ``"mean"`` averages their per-packet embeddings.
+        ``mode="sequence"`` feeds the k packets as one input (what :meth:`embed_flows` does); ``"mean"``
+        averages their per-packet embeddings.
         """
-        from packetclip.encoders.data import first_k_packets
+        from packetclip.encoders.data import first_k_packets, fit_width
 
         k = self.config.k_packets if k is None else int(k)
-        ids, firsts, taken = first_k_packets(np.asarray(views), flow_id, k)
+        views = fit_width(np.asarray(views), self.config.view_bytes)
+        ids, firsts, taken = first_k_packets(views, flow_id, k)
         if mode == "sequence":
             return ids, self.embed(firsts, batch_size=batch_size, progress=progress)
         if mode != "mean":
@@ -408,47 +430,36 @@ class LensModel(nn.Module):
         weight = (np.arange(k)[None, :] < taken[:, None]).astype(np.float32)[..., None]
         return ids, (per_packet * weight).sum(1) / weight.sum(1)
 
-    def embed_workspace(self, workspace: str | Path, *, k: int | None = None, flow_ids: np.ndarray | None = None,
-                        mode: str = "sequence", batch_size: int = 512,
-                        progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """``(flow ids, float32 [n_flows, embed_dim])`` for the flows of a workspace, from their first ``k`` packets.
+    def _embed_workspace_flows(self, workspace, flow_ids: np.ndarray, *, batch_size: int = 512,
+                               progress: bool = False) -> np.ndarray:
+        packets = workspace.packet_views(flow_ids, first_k=self.config.k_packets)
+        return self._embed_frames(packets, flow_ids, batch_size=batch_size, progress=progress,
+                                  where=workspace.root)
 
-        Reads ``packets.parquet`` (masked views, as ingest wrote them); ``flow_ids`` (optional) restricts and
-        orders the output (e.g. the ``flow_id`` column of ``flows.parquet``); a requested flow without packets
-        is a :class:`PacketClipError`. Views are fitted to the model's ``view_bytes``.
-        """
-        from packetclip.encoders.data import fit_width, load_views
-
-        views, flow_id = load_views(workspace)[:2]
-        views = fit_width(views, self.config.view_bytes)
-        if flow_ids is not None:
-            wanted = np.asarray(flow_ids, np.int64)
-            keep = np.isin(flow_id, wanted)
-            views, flow_id = views[keep], flow_id[keep]
-        ids, emb = self.embed_flows(views, flow_id, mode=mode, k=k, batch_size=batch_size, progress=progress)
+    def _embed_frames(self, frames, flow_ids=None, *, batch_size=None, progress=False, where=None) -> np.ndarray:
+        """``frames``: a :class:`~packetclip.traffic.workspace.PacketViews` or a ``(views, flow_id)`` pair."""
+        views, flow_id = (frames.views, frames.flow_id) if hasattr(frames, "views") else frames
+        ids, emb = self.embed_views_by_flow(views, np.asarray(flow_id, np.int64), batch_size=batch_size or 512,
+                                            progress=progress)
         if flow_ids is None:
-            return ids, emb
-        pos = np.searchsorted(ids, wanted)
-        found = (pos < len(ids)) & (ids[np.minimum(pos, max(len(ids) - 1, 0))] == wanted) if len(ids) else \
-            np.zeros(len(wanted), bool)
-        if not found.all():
-            missing = wanted[~found]
-            raise PacketClipError(f"{len(missing)} requested flow(s) have no packets in packets.parquet "
-                                  f"(first: {int(missing[0])})", path=str(workspace))
-        return wanted, emb[pos]
+            return emb
+        return select_rows(ids, emb, np.asarray(flow_ids, np.int64), "packets", path=where)
+
+    def embed_workspace(self, workspace, *, flow_ids: Sequence[int] | np.ndarray | None = None,
+                        **kwargs) -> tuple[np.ndarray, np.ndarray]:
+        """Deprecated: ``(flow ids, embed_flows(workspace, flow_ids))``; call :meth:`embed_flows` instead."""
+        from packetclip.traffic.workspace import Workspace
+
+        ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
+        ids = ws.flow_ids() if flow_ids is None else np.asarray(flow_ids, np.int64)
+        return ids, self.embed_flows(ws, ids, **kwargs)
 
     # --- persistence -------------------------------------------------------------------------------------
     def _canonical_state(self) -> dict[str, torch.Tensor]:
         """State dict without tied aliases (T5 shares one embedding between encoder, decoder and output)."""
-        seen: dict[int, str] = {}
-        state = {}
-        for name, tensor in self.state_dict().items():
-            ptr = tensor.data_ptr()
-            if ptr in seen and tensor.numel() > 0:
-                continue
-            seen[ptr] = name
-            state[name] = tensor
-        return state
+        from packetclip.encoders.base import _unique_state
+
+        return _unique_state(self)
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write ``config.json`` and ``model.safetensors`` (no pickle) into ``directory``."""
@@ -456,17 +467,17 @@ class LensModel(nn.Module):
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / _weights.CONFIG_NAME).write_text(json.dumps(self.config.to_dict(), indent=2, sort_keys=True) + "\n")
+        self.config.save(directory)
         state = {k: v.detach().cpu().contiguous().clone() for k, v in self._canonical_state().items()}
         save_file(state, str(directory / _weights.WEIGHTS_NAME), metadata={"format": "pt", "model_type": MODEL_TYPE})
         return directory
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path) -> "LensModel":
-        """Load a model saved by :meth:`save_pretrained`; any mismatch is one ``CheckpointError`` line."""
+    def from_pretrained(cls, directory: str | Path, *, device: str | torch.device = "cpu") -> "LensModel":
+        """Load a model saved by :meth:`save_pretrained` onto ``device``; any mismatch is one ``CheckpointError``
+        line."""
         directory = Path(directory)
-        raw = _weights.read_config(directory)
-        config = LensConfig.from_dict(raw, path=str(directory / _weights.CONFIG_NAME))
+        config = LensConfig.load(directory)
         model = cls(config)
         path = directory / _weights.WEIGHTS_NAME
         tensors = _weights.read_safetensors(path)
@@ -477,18 +488,18 @@ class LensModel(nn.Module):
         if set(result.missing_keys) - aliases or result.unexpected_keys:
             raise CheckpointError("checkpoint does not match the model", path=str(path))
         model.eval()
-        return model
+        return model.to(_device(device))
 
     def num_parameters(self) -> int:
         return sum(t.numel() for t in self._canonical_state().values())
 
 
-def _progress(enabled: bool, total: int, label: str):
-    if not enabled:
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    task = bar.add_task(label, total=total)
-    bar.start()
-    return bar, task
+def _device(device) -> torch.device:
+    """A torch device from a name; asking for CUDA on a machine without it is one clear line."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise PacketClipError(f"unknown device {device!r}: {err}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise PacketClipError(f"device {device!r} asked for, but torch sees no CUDA GPU")
+    return dev

@@ -15,21 +15,27 @@
 Flows are drawn with :func:`flow_weights`, which stops floods (thousands of look-alike flows) from
 taking over the batches.
 
-Every step draws its examples from ``numpy.random.default_rng((seed, step))`` and seeds torch with
-``(seed, step)`` too, so a run resumed from a checkpoint (model, AdamW state, step, history and torch RNG,
-saved as safetensors + JSON) produces exactly the losses an uninterrupted run would. Held-out flows
-(``packetclip.encoders.data.heldout_flows``) are never used, so ``eval-generation`` can test on them.
+Every step draws its examples from ``numpy.random.default_rng((seed, step))`` and runs under a local torch
+RNG seeded with ``(seed, step)`` (the caller's RNG is left as it was), so a run resumed from a checkpoint
+(model, AdamW state, step and history, saved as safetensors + JSON) produces exactly the losses an
+uninterrupted run would. Ctrl-C saves such a checkpoint before it stops the run.
+
+Which flows: the **train** split of each workspace's ``splits.parquet`` (``packetclip split``), the split
+probes, alignment and reasoning use too; validation losses are measured on the **val** split. A workspace
+without splits is refused in one line unless the caller passes ``all_flows=True`` (then nothing is held out,
+and a warning says so).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -37,15 +43,20 @@ from torch.nn import functional as F
 
 from packetclip.encoders.corruption import (FIELD_SIZES, apply_mask, field_offsets, field_unit_range, pad_targets,
                                             random_spans)
-from packetclip.encoders.data import TrafficCorpus
-from packetclip.encoders.lens import LensConfig, LensModel
+from packetclip.encoders.base import local_seed
+from packetclip.encoders.data import TrafficCorpus, open_packet_workspace
+from packetclip.encoders.lens import LensConfig, LensModel, _device
 from packetclip.errors import CheckpointError, PacketClipError
+from packetclip.util.progress import Progress
+
+log = logging.getLogger("packetclip")
 
 CHECKPOINT_DIR = "checkpoint"
 TRAINER_STATE = "trainer_state.json"
 OPTIMIZER_WEIGHTS = "optimizer.safetensors"
 LOSS_PNG = "loss_curves.png"
 HISTORY_JSON = "losses.json"
+VAL_JSON = "val_losses.json"
 
 
 @dataclass
@@ -78,7 +89,16 @@ class PretrainSettings:
     weight_htp: float = 1.0
     weight_nce: float = 1.0
     temperature: float = 0.1
-    holdout_modulus: int = 10
+    val_batches: int = 4
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.steps, int) or isinstance(self.steps, bool) or self.steps < 1:
+            raise PacketClipError(f"--steps must be at least 1, got {self.steps!r}")
+        for name in ("batch_msp", "batch_pop", "batch_htp", "warmup_steps", "save_every", "val_batches"):
+            if getattr(self, name) < 0:
+                raise PacketClipError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if not self.lr > 0:
+            raise PacketClipError(f"--lr must be > 0, got {self.lr!r}")
 
     def lr_at(self, step: int) -> float:
         """Linear warm-up, then cosine decay to ``min_lr_ratio * lr`` at ``steps``."""
@@ -302,7 +322,8 @@ def step_losses(model: LensModel, builder: BatchBuilder, settings: PretrainSetti
     An objective whose weight (or batch size) is 0 is not computed at all; its entries are 0.
     """
     rng = np.random.default_rng((settings.seed, step))
-    zero = torch.zeros(())
+    device = model.device
+    zero = torch.zeros((), device=device)
     out = {"msp": zero, "pop": zero, "htp": zero, "htp_nce": zero, "pop_acc": zero, "htp_acc": zero}
     total = zero
     if settings.weight_msp > 0 and settings.batch_msp > 0:
@@ -312,26 +333,27 @@ def step_losses(model: LensModel, builder: BatchBuilder, settings: PretrainSetti
     if settings.weight_pop > 0 and settings.batch_pop > 0:
         pop = builder.pop(rng, settings.batch_pop)
         k = model.config.k_packets
-        pop_logits = model.pop_head(model.pool_packets(model.encode(pop.enc), pop.enc, k))
-        out["pop"] = F.cross_entropy(pop_logits.reshape(-1, k), pop.target.reshape(-1), ignore_index=-100)
+        pop_logits = model.pop_head(model.pool_packets(model.encoder_states(pop.enc), pop.enc, k))
+        target = pop.target.to(device)
+        out["pop"] = F.cross_entropy(pop_logits.reshape(-1, k), target.reshape(-1), ignore_index=-100)
         with torch.no_grad():
-            valid = pop.target >= 0
-            out["pop_acc"] = (pop_logits.argmax(-1)[valid] == pop.target[valid]).float().mean()
+            valid = target >= 0
+            out["pop_acc"] = (pop_logits.argmax(-1)[valid] == target[valid]).float().mean()
         total = total + settings.weight_pop * out["pop"]
     if settings.weight_htp > 0 and settings.batch_htp > 0:
         htp = builder.htp(rng, settings.batch_htp)
-        anchor, same, other = (model.pool(model.encode(e), e) for e in (htp.enc, htp.enc_b, htp.enc_c))
+        anchor, same, other = (model.pool(model.encoder_states(e), e) for e in (htp.enc, htp.enc_b, htp.enc_c))
         htp_logit = torch.cat([model.htp_logit(anchor, same), model.htp_logit(anchor, other)])
-        htp_target = torch.cat([torch.ones(len(anchor)), torch.zeros(len(anchor))])
+        htp_target = torch.cat([torch.ones(len(anchor), device=device), torch.zeros(len(anchor), device=device)])
         out["htp"] = F.binary_cross_entropy_with_logits(htp_logit, htp_target)
         # the same question against every segment of the batch: which one is from my flow? (InfoNCE)
         za = F.normalize(model.htp_proj(anchor), dim=-1)
         zb = F.normalize(model.htp_proj(torch.cat([same, other])), dim=-1)
-        out["htp_nce"] = F.cross_entropy(za @ zb.T / settings.temperature, torch.arange(len(anchor)))
+        out["htp_nce"] = F.cross_entropy(za @ zb.T / settings.temperature, torch.arange(len(anchor), device=device))
         with torch.no_grad():
             out["htp_acc"] = ((htp_logit > 0).float() == htp_target).float().mean()
         total = total + settings.weight_htp * (out["htp"] + settings.weight_nce * out["htp_nce"])
-    if not torch.is_tensor(total) or not total.requires_grad:
+    if total is zero:
         raise PacketClipError("every pre-training objective has weight 0")
     out["total"] = total
     return out
@@ -348,7 +370,10 @@ def make_optimizer(model: LensModel, settings: PretrainSettings) -> torch.optim.
 # --- checkpoints -------------------------------------------------------------------------------------------
 def save_checkpoint(directory: Path, model: LensModel, optimizer: torch.optim.Optimizer, settings: PretrainSettings,
                     step: int, history: list[dict], workspaces: Sequence[str]) -> Path:
-    """Model + AdamW state + step + history + torch RNG as safetensors + JSON, written atomically."""
+    """Model + AdamW state + step + history as safetensors + JSON, written atomically.
+
+    No RNG state is stored: every step seeds its own generators from ``(seed, step)``.
+    """
     from safetensors.torch import save_file
 
     directory = Path(directory)
@@ -357,12 +382,12 @@ def save_checkpoint(directory: Path, model: LensModel, optimizer: torch.optim.Op
         shutil.rmtree(tmp)
     model.save_pretrained(tmp)
     opt = optimizer.state_dict()
-    tensors: dict[str, torch.Tensor] = {"rng.torch": torch.get_rng_state()}
+    tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict] = {}
     for pid, state in opt["state"].items():
         for name, value in state.items():
             if torch.is_tensor(value):
-                tensors[f"state.{pid}.{name}"] = value.detach().contiguous().clone()
+                tensors[f"state.{pid}.{name}"] = value.detach().cpu().contiguous().clone()
             else:
                 scalars.setdefault(str(pid), {})[name] = value
     save_file(tensors, str(tmp / OPTIMIZER_WEIGHTS), metadata={"format": "pt"})
@@ -375,8 +400,8 @@ def save_checkpoint(directory: Path, model: LensModel, optimizer: torch.optim.Op
     return directory
 
 
-def load_checkpoint(directory: Path, model_config: LensConfig | None = None):
-    """``(model, optimizer, settings, step, history)`` from a checkpoint directory."""
+def load_checkpoint(directory: Path, model_config: LensConfig | None = None, device="cpu"):
+    """``(model, optimizer, settings, step, history)`` from a checkpoint directory (model on ``device``)."""
     from packetclip.encoders import _weights
 
     directory = Path(directory)
@@ -391,7 +416,7 @@ def load_checkpoint(directory: Path, model_config: LensConfig | None = None):
         groups, scalars = trainer["param_groups"], trainer["scalar_state"]
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise CheckpointError(f"unreadable trainer state: {err}", path=str(state_path)) from None
-    model = LensModel.from_pretrained(directory)
+    model = LensModel.from_pretrained(directory, device=device)
     if model_config is not None and model_config.to_dict() != model.config.to_dict():
         raise CheckpointError("checkpoint was trained with a different model config (size/tokenisation/...)",
                               path=str(directory))
@@ -408,8 +433,6 @@ def load_checkpoint(directory: Path, model_config: LensConfig | None = None):
         optimizer.load_state_dict({"state": state, "param_groups": groups})
     except (ValueError, KeyError, RuntimeError) as err:
         raise CheckpointError(f"optimizer state does not match the model: {err}", path=str(directory)) from None
-    if "rng.torch" in tensors:
-        torch.set_rng_state(tensors["rng.torch"].to(torch.uint8))
     return model, optimizer, settings, step, history
 
 
@@ -421,29 +444,65 @@ class PretrainResult:
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     stopped_early: bool = False
+    validation: dict = field(default_factory=dict)   # mean losses on val-split flows at the end ({} if none)
 
 
 def pretrain(workspaces: Sequence[str | Path], out_dir: str | Path, *, config: LensConfig | None = None,
              settings: PretrainSettings | None = None, resume: bool = False, overwrite: bool = False,
              max_seconds: float | None = None, stop_after: int | None = None, steps_override: int | None = None,
-             progress: bool = True, corpus: TrafficCorpus | None = None) -> PretrainResult:
-    """Pre-train (or resume) a Lens model on the packets of ``workspaces``; write it to ``out_dir``.
+             progress: bool = True, corpus: TrafficCorpus | None = None, val_corpus: TrafficCorpus | None = None,
+             flow_ids: Sequence[Sequence[int] | None] | None = None, all_flows: bool = False,
+             device: str = "cpu", on_step: Callable[[dict], None] | None = None) -> PretrainResult:
+    """Pre-train (or resume) a Lens model on the train-split packets of ``workspaces``; write it to ``out_dir``.
 
     ``out_dir`` receives the final model (``config.json`` + ``model.safetensors``, loadable with
     ``LensModel.from_pretrained(out_dir)``), ``checkpoint/`` (resumable state, refreshed every
-    ``save_every`` steps), ``losses.json`` and ``loss_curves.png``. ``resume=True`` continues from
-    ``out_dir/checkpoint`` with the stored settings (``settings.steps`` may extend the run).
-    ``max_seconds`` stops early (saving everything) when the wall-clock budget is spent; ``stop_after``
-    stops after that many steps of this call (an interruption on purpose); ``steps_override`` sets the total
-    of a resumed run (the cosine schedule then stretches to the new total).
+    ``save_every`` steps, on ``max_seconds`` and on Ctrl-C), ``losses.json``, ``val_losses.json`` and
+    ``loss_curves.png``. ``resume=True`` continues from ``out_dir/checkpoint`` with the stored settings
+    (``settings.steps`` may extend the run). ``max_seconds`` stops early (saving everything) when the
+    wall-clock budget is spent; ``stop_after`` stops after that many steps of this call (an interruption on
+    purpose); ``steps_override`` sets the total of a resumed run (the cosine schedule then stretches).
+
+    Flows: each workspace's train split, or ``flow_ids`` (one entry per workspace); ``all_flows=True`` uses
+    every flow of a workspace without splits (warned). ``corpus`` / ``val_corpus`` replace the loading.
+    ``on_step(record)`` is called after every step. A ``KeyboardInterrupt`` (Ctrl-C, or raised by
+    ``on_step``) saves the checkpoint and the model of the last completed step, then propagates.
+    (An interrupt that lands inside the optimiser update itself -- milliseconds of each step -- may save
+    that step half-applied; resume then continues from those weights.)
     """
     out = Path(out_dir)
     ckpt = out / CHECKPOINT_DIR
     started = time.perf_counter()
+    if max_seconds is not None and not max_seconds > 0:
+        raise PacketClipError(f"--minutes must be > 0, got {max_seconds / 60:g}")
+    if steps_override is not None and steps_override < 1:
+        raise PacketClipError(f"--steps must be at least 1, got {steps_override}")
+    if stop_after is not None and stop_after < 0:
+        raise PacketClipError(f"stop_after must be >= 0, got {stop_after}")
+    dev = _device(device)
+    # every input is checked before any work: output folder, workspaces, splits
     if resume:
         if not ckpt.is_dir():
             raise PacketClipError("nothing to resume: no checkpoint/ in the output folder", path=str(out))
-        model, optimizer, stored, step, history = load_checkpoint(ckpt, config)
+        view_bytes = LensConfig.load(ckpt).view_bytes
+    else:
+        if ckpt.exists() and not overwrite:
+            raise PacketClipError("output folder already holds a checkpoint; pass --resume to continue it "
+                                  "or choose another --out", path=str(out))
+        if out.exists() and not out.is_dir():
+            raise PacketClipError("output exists and is not a folder", path=str(out))
+        settings = settings or PretrainSettings()
+        config = config or LensConfig()
+        view_bytes = config.view_bytes
+    if corpus is None:
+        if not workspaces:
+            raise PacketClipError("no workspace given to pre-train on")
+        corpus = TrafficCorpus.from_workspaces(workspaces, view_bytes=view_bytes, split="train",
+                                               flow_ids=flow_ids, all_flows=all_flows)
+        if val_corpus is None and flow_ids is None and not all_flows:
+            val_corpus = _val_corpus(workspaces, view_bytes)
+    if resume:
+        model, optimizer, stored, step, history = load_checkpoint(ckpt, config, device=dev)
         if settings is not None:
             differs = [k for k, v in asdict(settings).items() if k != "steps" and asdict(stored)[k] != v]
             if differs:
@@ -454,62 +513,102 @@ def pretrain(workspaces: Sequence[str | Path], out_dir: str | Path, *, config: L
         if steps_override is not None:
             settings.steps = int(steps_override)
     else:
-        if ckpt.exists() and not overwrite:
-            raise PacketClipError("output folder already holds a checkpoint; pass --resume to continue it "
-                                  "or choose another --out", path=str(out))
-        settings = settings or PretrainSettings()
-        config = config or LensConfig()
-        torch.manual_seed(settings.seed)
-        model = LensModel(config)
+        model = LensModel(config, seed=settings.seed).to(dev)
         optimizer = make_optimizer(model, settings)
         step, history = 0, []
-    config = model.config
-    if corpus is None:
-        corpus = TrafficCorpus.from_workspaces(workspaces, view_bytes=config.view_bytes,
-                                               holdout_modulus=settings.holdout_modulus, keep="train")
     builder = BatchBuilder(model, corpus, settings)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     model.train()
-    bar = _train_progress(progress, settings.steps, step)
-    stopped_early = False
+    stopped_early = interrupted = False
     first_step = step
     try:
-        while step < settings.steps:
-            if (max_seconds is not None and time.perf_counter() - started > max_seconds) or \
-                    (stop_after is not None and step - first_step >= stop_after):
-                stopped_early = True
-                break
-            torch.manual_seed(settings.seed * 1_000_003 + step)
-            for group in optimizer.param_groups:
-                group["lr"] = settings.lr_at(step)
-            losses = step_losses(model, builder, settings, step)
-            optimizer.zero_grad(set_to_none=True)
-            losses["total"].backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
-            optimizer.step()
-            record = {"step": step, "lr": settings.lr_at(step)}
-            record.update({k: float(v.detach()) for k, v in losses.items()})
-            history.append(record)
-            step += 1
-            if bar:
-                bar[0].update(bar[1], advance=1, description=(
-                    f"pretrain msp {record['msp']:.3f} pop {record['pop']:.3f} htp {record['htp']:.3f}"))
-            if settings.save_every and step % settings.save_every == 0 and step < settings.steps:
-                save_checkpoint(ckpt, model, optimizer, settings, step, history, workspaces)
-    finally:
-        if bar:
-            bar[0].stop()
+        with Progress("pretrain", settings.steps, enabled=progress) as bar:
+            bar.set(step)
+            while step < settings.steps:
+                if (max_seconds is not None and time.perf_counter() - started > max_seconds) or \
+                        (stop_after is not None and step - first_step >= stop_after):
+                    stopped_early = True
+                    break
+                with local_seed(settings.seed * 1_000_003 + step):   # dropout, if any: seeded per step
+                    for group in optimizer.param_groups:
+                        group["lr"] = settings.lr_at(step)
+                    losses = step_losses(model, builder, settings, step)
+                    optimizer.zero_grad(set_to_none=True)
+                    losses["total"].backward()
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+                    record = {"step": step, "lr": settings.lr_at(step)}
+                    record.update({k: float(v.detach()) for k, v in losses.items()})
+                    optimizer.step()
+                step += 1
+                history.append(record)
+                bar.set(step, f"pretrain msp {record['msp']:.3f} pop {record['pop']:.3f} htp {record['htp']:.3f}")
+                if settings.save_every and step % settings.save_every == 0 and step < settings.steps:
+                    save_checkpoint(ckpt, model, optimizer, settings, step, history, workspaces)
+                if on_step is not None:
+                    on_step(record)
+    except KeyboardInterrupt:
+        interrupted = stopped_early = True
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # never leave an empty output folder behind
+        raise
     model.eval()
     save_checkpoint(ckpt, model, optimizer, settings, step, history, workspaces)
     model.save_pretrained(out)
     (out / HISTORY_JSON).write_text(json.dumps(history))
     if history:
         plot_loss_curves(history, out / LOSS_PNG)
-    return PretrainResult(out, step, history, time.perf_counter() - started, stopped_early)
+    if interrupted:
+        log.warning("interrupted at step %d of %d; checkpoint saved in %s (continue with --resume)",
+                    step, settings.steps, ckpt)
+        raise KeyboardInterrupt
+    validation = {}
+    if val_corpus is not None and len(val_corpus):
+        validation = validation_losses(model, val_corpus, settings)
+        (out / VAL_JSON).write_text(json.dumps({"step": step, **validation}))
+    return PretrainResult(out, step, history, time.perf_counter() - started, stopped_early, validation)
+
+
+def _val_corpus(workspaces: Sequence, view_bytes: int) -> TrafficCorpus | None:
+    """Packets of the val-split flows (None when no workspace has any)."""
+    try:
+        corpus = TrafficCorpus.from_workspaces(workspaces, view_bytes=view_bytes, split="val")
+    except PacketClipError as err:
+        log.info("no validation losses: %s", err)
+        return None
+    return corpus if len(corpus) else None
+
+
+def validation_losses(model: LensModel, corpus: TrafficCorpus, settings: PretrainSettings) -> dict:
+    """Mean losses and accuracies over ``settings.val_batches`` fixed batches of ``corpus`` (no gradient).
+
+    The batches depend only on the seed, so values are comparable between runs and checkpoints.
+    """
+    try:
+        builder = BatchBuilder(model, corpus, settings)
+    except PacketClipError as err:
+        log.info("no validation losses: %s", err)
+        return {}
+    was_training = model.training
+    model.eval()
+    sums: dict[str, float] = {}
+    try:
+        with torch.no_grad():
+            for i in range(max(settings.val_batches, 0)):
+                with local_seed(settings.seed + 7_777_777 + i):
+                    losses = step_losses(model, builder, settings, (1 << 40) + i)
+                for k, v in losses.items():
+                    sums[k] = sums.get(k, 0.0) + float(v)
+    finally:
+        model.train(was_training)
+    n = max(settings.val_batches, 1)
+    return {k: v / n for k, v in sums.items()}
 
 
 def pretrain_default(workspaces: str | Path | Sequence[str | Path], out_dir: str | Path, *, minutes: float = 3.0,
-                     size: str = "tiny", seed: int = 0, progress: bool = True) -> PretrainResult:
+                     size: str = "tiny", seed: int = 0, progress: bool = True, all_flows: bool = False,
+                     device: str = "cpu") -> PretrainResult:
     """The demo's recipe: pre-train a ``size`` model for about ``minutes`` of wall-clock time.
 
     The step count is fixed up front from a short timing run (so the learning-rate schedule completes
@@ -517,40 +616,45 @@ def pretrain_default(workspaces: str | Path | Sequence[str | Path], out_dir: str
 
     Measured on the demo's lab workspace (``SynthLab(duration_s=300, seed=7)``: 131k packets, 43k flows),
     one torch thread on a shared 2-core machine, ``minutes=3``: 411 steps, 153 s of training, 166 s in all;
-    then ``LensModel.embed_workspace`` of all 43k flows (16k distinct inputs) took 40 s. On the
+    then embedding all 43k flows (16k distinct inputs) took 40 s. On the
     ``benchmarks/encoder_quality.py`` lab task that model scores 0.832 macro-F1 against 0.810 for its
     random initialisation and 0.812 for a byte histogram.
     """
     if isinstance(workspaces, (str, Path)):
         workspaces = [workspaces]
+    if not minutes > 0:
+        raise PacketClipError(f"--minutes must be > 0, got {minutes:g}")
     config = LensConfig(size=size)
     settings = PretrainSettings(seed=seed)
-    corpus = TrafficCorpus.from_workspaces(workspaces, view_bytes=config.view_bytes,
-                                           holdout_modulus=settings.holdout_modulus, keep="train")
-    per_step = time_steps(config, settings, corpus)
+    corpus = TrafficCorpus.from_workspaces(workspaces, view_bytes=config.view_bytes, split="train",
+                                           all_flows=all_flows)
+    val_corpus = None if all_flows else _val_corpus(workspaces, config.view_bytes)
+    per_step = time_steps(config, settings, corpus, device=device)
     budget = minutes * 60.0
     settings.steps = int(max(50, min(50_000, budget * 0.9 / per_step)))
     settings.warmup_steps = max(10, min(settings.warmup_steps, settings.steps // 10))
     settings.save_every = max(50, settings.steps // 5)
     return pretrain(workspaces, out_dir, config=config, settings=settings, overwrite=True,
-                    max_seconds=budget * 1.2, progress=progress, corpus=corpus)
+                    max_seconds=budget * 1.2, progress=progress, corpus=corpus, val_corpus=val_corpus,
+                    device=device)
 
 
-def time_steps(config: LensConfig, settings: PretrainSettings, corpus: TrafficCorpus, n: int = 3) -> float:
+def time_steps(config: LensConfig, settings: PretrainSettings, corpus: TrafficCorpus, n: int = 3,
+               device: str = "cpu") -> float:
     """Seconds per training step of this config on this machine (throwaway model, one warm-up step)."""
-    torch.manual_seed(settings.seed)
-    model = LensModel(config)
+    model = LensModel(config, seed=settings.seed).to(_device(device))
     model.train()
     optimizer = make_optimizer(model, settings)
     builder = BatchBuilder(model, corpus, settings)
     times = []
-    for step in range(n + 1):
-        t0 = time.perf_counter()
-        losses = step_losses(model, builder, settings, 10_000_000 + step)
-        optimizer.zero_grad()
-        losses["total"].backward()
-        optimizer.step()
-        times.append(time.perf_counter() - t0)
+    with local_seed(settings.seed):
+        for step in range(n + 1):
+            t0 = time.perf_counter()
+            losses = step_losses(model, builder, settings, 10_000_000 + step)
+            optimizer.zero_grad()
+            losses["total"].backward()
+            optimizer.step()
+            times.append(time.perf_counter() - t0)
     return float(np.median(times[1:]))
 
 
@@ -592,15 +696,3 @@ def _ema(values: np.ndarray, alpha: float = 0.05) -> np.ndarray:
         acc = alpha * v + (1 - alpha) * acc
         out[i] = acc
     return out
-
-
-def _train_progress(enabled: bool, total: int, done: int):
-    if not enabled:
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
-
-    bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), TimeRemainingColumn())
-    task = bar.add_task("pretrain", total=total, completed=done)
-    bar.start()
-    return bar, task
