@@ -23,6 +23,7 @@ from packetclip.traffic.datasets import (
     read_ndpi_result,
     read_ndpi_results,
 )
+from packetclip.traffic.datasets.cic import import_flow_csv
 from packetclip.traffic.datasets.join import estimate_time_offset
 from packetclip.traffic.labels import mission_of, normalise_label
 
@@ -201,9 +202,12 @@ def test_cli_csv_without_label_column_exits_2(tmp_path, capsys):
     assert "Traceback" not in err
 
 
+_ACI_HEADER = "Src IP,Dst IP,Protocol,Flow Duration,Total Fwd Packet,Total Bwd packets,Label\n"
+
+
 def test_cli_import_csv_writes_workspace(tmp_path):
     path = tmp_path / "aci.csv"
-    path.write_text("Src IP,Dst IP,Flow Duration,Label\n10.0.0.1,10.0.0.2,5,Port Scan\n10.0.0.3,10.0.0.2,7,Benign\n")
+    path.write_text(_ACI_HEADER + "10.0.0.1,10.0.0.2,6,5,1,0,Port Scan\n10.0.0.3,10.0.0.2,17,7,1,1,Benign\n")
     main_exit = None
     try:
         main(["import-csv", str(path), "--out", str(tmp_path / "ws")])
@@ -213,6 +217,41 @@ def test_cli_import_csv_writes_workspace(tmp_path):
     flows = pd.read_parquet(tmp_path / "ws" / "flows.parquet")
     assert flows["flow_id"].tolist() == [0, 1]
     assert flows["mission"].tolist() == ["Reconnaissance", "Benign"]
+
+
+def test_import_csv_workspace_has_a_manifest_and_opens_like_any_other(tmp_path):
+    from packetclip.traffic.workspace import Workspace
+
+    first, second = tmp_path / "a.csv", tmp_path / "more"
+    first.write_text(_ACI_HEADER + "10.0.0.1,10.0.0.2,6,5,1,0,Port Scan\n")
+    second.mkdir()
+    (second / "b.csv").write_text(_ACI_HEADER + "10.0.0.3,10.0.0.2,17,7,1,1,Benign\n10.0.0.4,10.0.0.2,17,7,1,1,Benign\n")
+    _, df = import_flow_csv([first, second], tmp_path / "ws", progress=False)   # files and folders, as ingest
+    ws = Workspace.open(tmp_path / "ws")
+    assert ws.kind == "csv" and ws.manifest["totals"]["flows"] == len(df) == 3
+    assert ws.check() == {"flows.parquet": 3}
+    rows = dict(ws.summary_rows())
+    assert rows["kind"] == "csv" and rows["flows"] == "3" and rows["flows by protocol"] == "UDP 2, TCP 1"
+    assert ws.labelled_flows()["label"].tolist() == ["Port Scan", "Benign", "Benign"]
+    with pytest.raises(PacketClipError, match="already holds a workspace"):
+        import_flow_csv(first, tmp_path / "ws", progress=False)
+    import_flow_csv(first, tmp_path / "ws", progress=False, overwrite=True)
+    assert Workspace.open(tmp_path / "ws").check() == {"flows.parquet": 1}
+
+
+@pytest.mark.parametrize("content, message", [
+    (_ACI_HEADER, "no flow rows"),                                        # header only
+    ("foo,bar,Label\n1,2,Benign\n", "no column(s) Flow Duration, Total Fwd Packet, Total Bwd packets, Protocol"),
+])
+def test_cli_import_csv_refuses_header_only_and_non_cicflowmeter(tmp_path, capsys, content, message):
+    path = tmp_path / "odd.csv"
+    path.write_text(content)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["import-csv", str(path), "--out", str(tmp_path / "ws")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and message in err and "odd.csv" in err and "Traceback" not in err
+    assert not (tmp_path / "ws" / "flows.parquet").exists()
 
 
 _VALID_CSV = (

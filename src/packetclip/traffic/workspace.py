@@ -403,6 +403,10 @@ class Workspace:
         extra = [c for c in labels.columns if c not in flows.columns or c == "flow_id"]
         return flows.merge(labels[extra], on="flow_id", how="left")
 
+    def write_flows(self, flows: pd.DataFrame) -> Path:
+        """The flow table, written whole (``import-csv``, labelled lab flows); ingest streams its own."""
+        return self.write_table(FLOWS, flows)
+
     def write_labels(self, labels: pd.DataFrame) -> Path:
         """labels.parquet: one row per flow (``flow_id``, ``label``, ``mission``, ...)."""
         return self.write_table(LABELS, labels, inputs=(FLOWS,))

@@ -200,8 +200,16 @@ class FlowCsvReport:
             target[key] = target.get(key, 0) + int(value)
 
 
-def list_csv_files(path_or_dir: str | Path) -> list[Path]:
-    """The CSV files ``read_flow_csv`` would read, sorted by name."""
+def list_csv_files(path_or_dir) -> list[Path]:
+    """The CSV files ``read_flow_csv`` would read: a file, a folder's CSVs sorted by name, or a list of
+    either (in the order given, each file once)."""
+    if not isinstance(path_or_dir, (str, Path)):
+        files: list[Path] = []
+        for item in path_or_dir:
+            files.extend(p for p in list_csv_files(item) if p not in files)
+        if not files:
+            raise DatasetFormatError("no CSV files given")
+        return files
     path = Path(path_or_dir)
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(CSV_SUFFIXES))
@@ -214,7 +222,7 @@ def list_csv_files(path_or_dir: str | Path) -> list[Path]:
 
 
 def read_flow_csv(
-    path_or_dir: str | Path,
+    path_or_dir,
     *,
     label_column: str | None = None,
     fill_value: float = 0.0,
@@ -222,7 +230,8 @@ def read_flow_csv(
     parse_timestamps: bool = True,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Read one CICFlowMeter CSV, or every CSV in a directory, into one clean DataFrame.
+    """Read one CICFlowMeter CSV, every CSV in a directory, or a list of files and directories, into one
+    clean DataFrame.
 
     Columns: canonical feature names (see ``CANONICAL_COLUMNS``; unknown columns are kept as read),
     ``label_raw``, ``label``, ``mission`` and ``source_file`` (file name, for per-file grouping).
@@ -519,33 +528,71 @@ def epoch_to_datetime(values: pd.Series) -> pd.Series:
         return pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
 
 
+# What ``import-csv`` needs to call a CSV a CICFlowMeter flow table: without these a row says too little to
+# describe or classify (``packetclip.language.facts.REQUIRED`` under their canonical names).
+REQUIRED_COLUMNS: tuple[str, ...] = ("Flow Duration", "Total Fwd Packet", "Total Bwd packets", "Protocol")
+
+
+def check_flow_columns(path: Path, label_column: str | None = None) -> None:
+    """Refuse, before reading any data, a CSV whose header lacks the CICFlowMeter columns import-csv needs."""
+    header = _read_header(path)
+    _find_label(header, label_column, path)
+    names = {canonical_column(n) for n in header}
+    missing = [c for c in REQUIRED_COLUMNS if c not in names]
+    if missing:
+        raise DatasetFormatError(f"not a CICFlowMeter flow table: no column(s) {', '.join(missing)}",
+                                 path=str(path), offset=0)
+
+
 def import_flow_csv(
-    path_or_dir: str | Path,
+    path_or_dir,
     out_dir: str | Path,
     *,
     label_column: str | None = None,
     fill_value: float = 0.0,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> tuple[Path, pd.DataFrame]:
-    """Turn flow CSVs into a flow-only workspace: ``OUT/flows.parquet`` with ``flow_id`` per row.
+    """Turn flow CSVs (files, folders, or a list of either) into a flow-only workspace: its flow table with
+    ``flow_id`` per row and a manifest (kind ``"csv"``), so ``packetclip info`` and every stage open it.
+
+    Every file's header must hold the CICFlowMeter columns ``REQUIRED_COLUMNS`` and a label (checked before
+    any data is read) and at least one row must remain, else :class:`DatasetFormatError` names the file. A
+    folder that already holds a workspace is refused unless ``overwrite``.
 
     No ``capture`` column is written: the CSV files of public datasets are usually cut per class or
     per day, so grouping by file would not be a capture-level split (``source_file`` keeps the file
-    name for those who want it). Returns the path written and the table.
+    name for those who want it; ``split --by capture`` is refused on such a workspace). Returns the path
+    written and the table.
     """
-    df = read_flow_csv(path_or_dir, label_column=label_column, fill_value=fill_value, progress=progress)
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise DatasetFormatError(f"cannot create the output folder: {err.strerror or err}", path=str(out)) from err
+    import time
+
+    from packetclip import __version__
+    from packetclip.traffic.workspace import Workspace
+
+    files = list_csv_files(path_or_dir)
+    for path in files:
+        check_flow_columns(path, label_column)
+    ws = Workspace.create(out_dir, overwrite=overwrite)
+    df = read_flow_csv(files, label_column=label_column, fill_value=fill_value, progress=progress)
+    if df.empty:
+        raise DatasetFormatError("no flow rows (only a header, or every row lacked a label)",
+                                 path=str(files[0]) if len(files) == 1 else None)
     df.insert(0, "flow_id", np.arange(len(df), dtype=np.int64))
     for column in df.columns:
         if df[column].dtype == object:
             df[column] = df[column].astype("string")
-    target = out / "flows.parquet"
     report = df.attrs.get("packetclip_report", {})
     df.attrs = {}
-    df.to_parquet(target, index=False)
+    target = ws.write_flows(df)
+    ws.write_manifest({
+        "kind": "csv",
+        "packetclip_version": __version__,
+        "created_unix": time.time(),
+        "sources": [str(p) for p in files],
+        "settings": {"label_column": label_column, "fill_value": float(fill_value), "write_packets": False},
+        "totals": {"flows": int(len(df)), "files": len(files)},
+        "import": {k: v for k, v in report.items() if k != "files"},
+    })
     df.attrs["packetclip_report"] = report
     return target, df
