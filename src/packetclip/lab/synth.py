@@ -21,7 +21,7 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -283,10 +283,13 @@ def label_flows(out_dir: str | Path, *, progress: bool = True, result: SynthResu
     Benign (``attack_packets`` and ``purity`` say how clear-cut that was). Writes ``labels.parquet`` (one
     row per flow) and adds ``label``/``mission``/``episode`` columns to ``flows.parquet``.
     """
-    from packetclip.traffic.ingest import FLOWS, PACKETS, IngestSettings, ingest_captures
+    from packetclip.traffic.ingest import IngestSettings, ingest_captures
+    from packetclip.traffic.workspace import FLOWS, PACKETS
 
     out = Path(out_dir)
     settings = settings or IngestSettings(view_bytes=view_bytes, mask=mask)
+    # flow labels come from every packet's label, so the packet table must hold every packet
+    settings = replace(settings, view_packets=None)
     ingest_captures([out / CAPTURE], out, settings=settings, progress=progress)
     pk = pd.read_parquet(out / PACKETS, columns=["packet_number", "flow_id"])
     lab = pd.read_parquet(out / PACKET_LABELS, columns=["packet_number", "label", "episode", "attacker", "victim"])

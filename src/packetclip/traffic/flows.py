@@ -741,6 +741,14 @@ class FlowMeter:
         """Flows created so far (the next flow id)."""
         return int(self._ctl[C_NEXT_ID])
 
+    def oldest_open_ns(self) -> int | None:
+        """First-packet time (ns) of the oldest flow still open, None when none is (one pass over the table)."""
+        high = int(self._ctl[C_HIGH])
+        live = self._last_seen[:high] != _FREE
+        if not live.any():
+            return None
+        return int(self._S[:high, F_FIRST_NS][live].min())
+
     def update(self, batch: PacketBatch) -> tuple[np.ndarray, np.ndarray]:
         """Feed one decoded batch; returns per packet its flow id (int64) and direction (int8, 0 fwd / 1 bwd),
         both -1 for packets outside any flow."""

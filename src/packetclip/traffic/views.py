@@ -163,19 +163,21 @@ def _mask_quoted_l4(t, pr, zr, k):
 
 @njit(cache=True)
 def _views(data, offset, caplen, status, l3_off, proto, ip_len, ip_hdr_len, l4_hdr_len, tcp_flags,
-           flow_id, direction, mask, first_seq, seen, out):
+           flow_id, direction, mask, first_seq, seen, base, rows, out):
+    """Views of packets ``rows`` (batch indices, ascending) into ``out[j]``; per-flow TCP state at
+    ``(flow_id - base) * 2 + direction``."""
     n_bytes = np.int64(out.shape[1])
     flat = out.reshape(-1)
     zr = np.zeros((64, 2), np.int64)         # byte ranges to zero in the current view
-    n_pkts = offset.shape[0]
-    for i in range(n_pkts):
-        ahead = i + 16
-        if ahead < n_pkts:
-            p_at = offset[ahead] + 14
+    n_rows = rows.shape[0]
+    for j in range(n_rows):
+        i = rows[j]
+        if j + 16 < n_rows:
+            p_at = offset[rows[j + 16]] + 14
             if p_at >= 0 and p_at + 64 < data.shape[0]:
                 _prefetch(data, p_at)
                 _prefetch(data, p_at + 64)
-        row = out[i]
+        row = out[j]
         m = np.int64(0)
         if status[i] == STATUS_OK and l3_off[i] >= 0:
             s0 = offset[i] + np.int64(l3_off[i])
@@ -183,8 +185,8 @@ def _views(data, offset, caplen, status, l3_off, proto, ip_len, ip_hdr_len, l4_h
             m = max(min(n_bytes, pkt_end - s0, np.int64(ip_len[i])), np.int64(0))
             if s0 < 0 or s0 + m > data.shape[0]:
                 m = 0
-            _memcpy(flat, i * n_bytes, data, s0, m)
-        _memzero(flat, i * n_bytes + m, n_bytes - m)
+            _memcpy(flat, j * n_bytes, data, s0, m)
+        _memzero(flat, j * n_bytes + m, n_bytes - m)
         if m == 0:
             continue
         pr = np.int64(proto[i])
@@ -196,8 +198,8 @@ def _views(data, offset, caplen, status, l3_off, proto, ip_len, ip_hdr_len, l4_h
             t = s0 + np.int64(ip_hdr_len[i])
             seq = _get32(data, t + 4)
             ack = _get32(data, t + 8)
-            fid = np.int64(flow_id[i])
-            if fid >= 0:
+            fid = np.int64(flow_id[i]) - base
+            if flow_id[i] >= 0:
                 dr = np.int64(1) if direction[i] else np.int64(0)
                 key = fid * 2 + dr
                 other = fid * 2 + (1 - dr)
@@ -294,11 +296,34 @@ def _views(data, offset, caplen, status, l3_off, proto, ip_len, ip_hdr_len, l4_h
                 row[b] = 0
 
 
+@njit(cache=True)
+def _rank_rows(flow_id, base, count, first_k, rows):
+    """Batch indices of packets among their flow's first ``first_k`` (counting across batches in ``count``);
+    returns how many were written to ``rows``. Packets outside flows are skipped."""
+    n = 0
+    for i in range(flow_id.shape[0]):
+        f = flow_id[i]
+        if f < 0:
+            continue
+        c = count[f - base]
+        if c < first_k:
+            rows[n] = i
+            n += 1
+        if c < 2147483647:
+            count[f - base] = c + 1
+    return n
+
+
 class PacketViewer:
     """Turns decoded batches into fixed-size masked byte views, keeping TCP sequence state per flow.
 
     Feed batches in capture order. ``flow_id`` (int64, -1 = no flow) and ``direction`` (0 forward,
     1 backward) come from the flow meter, one per packet of the batch.
+
+    Per-flow state (first sequence number per direction, packets seen) lives in arrays indexed by
+    ``flow_id - base``; :meth:`release` frees expired flows and moves ``base`` up to the oldest flow still
+    open, so memory is bounded by the flows created while one flow stays open (at most one active timeout),
+    not by the capture. Flow ids must increase in order of creation (the meter's do).
     """
 
     def __init__(self, n_bytes: int = 128, mask: bool = True):
@@ -310,23 +335,73 @@ class PacketViewer:
 
     def reset(self) -> None:
         """Forget all flows (e.g. before the next capture, whose flow ids restart)."""
-        # Per (flow id, direction): first TCP sequence number seen, and whether one was seen (10 bytes a flow).
+        # Per (flow id, direction): first TCP sequence number seen, and whether one was seen; per flow: packets
+        # seen so far (for ``first_k``) and whether it was released.
+        self._base = 0
         self._first_seq = np.zeros(1024, np.uint32)
         self._seen = np.zeros(1024, np.uint8)
+        self._count = np.zeros(512, np.int32)
+        self._released = np.zeros(512, np.bool_)
+        self._high = 0                       # one past the highest flow id seen (relative to nothing: absolute)
+
+    @property
+    def tracked_flows(self) -> int:
+        """Flows whose state is held (seen and not released)."""
+        span = self._high - self._base
+        return int(span - np.count_nonzero(self._released[:max(span, 0)]))
 
     def _ensure(self, max_flow_id: int) -> None:
-        need = 2 * (max_flow_id + 1)
-        if need > len(self._seen):
-            size = max(need, 2 * len(self._seen))
-            first = np.zeros(size, np.uint32)
-            first[: len(self._first_seq)] = self._first_seq
-            seen = np.zeros(size, np.uint8)
-            seen[: len(self._seen)] = self._seen
-            self._first_seq, self._seen = first, seen
+        self._high = max(self._high, max_flow_id + 1)
+        need = max_flow_id + 1 - self._base
+        if need > len(self._count):
+            size = max(need, 2 * len(self._count))
+            self._first_seq = _grow(self._first_seq, 2 * size)
+            self._seen = _grow(self._seen, 2 * size)
+            self._count = _grow(self._count, size)
+            self._released = _grow(self._released, size)
+
+    def release(self, flow_ids: np.ndarray) -> None:
+        """Forget expired flows; state below the oldest flow still open is dropped."""
+        fids = np.asarray(flow_ids, np.int64)
+        fids = fids[(fids >= self._base) & (fids < self._high)] - self._base
+        if fids.size == 0:
+            return
+        self._released[fids] = True
+        span = self._high - self._base
+        alive = np.flatnonzero(~self._released[:span])
+        shift = int(alive[0]) if alive.size else span
+        if shift == 0 or (shift < len(self._count) // 4 and alive.size):
+            return                           # shift in bulk: moving the arrays costs their length
+        keep = span - shift
+        for name, width in (("_first_seq", 2), ("_seen", 2), ("_count", 1), ("_released", 1)):
+            arr = getattr(self, name)
+            arr[:keep * width] = arr[shift * width: span * width]
+            arr[keep * width: span * width] = 0
+        self._base += shift
+        if keep * 8 < len(self._count) and len(self._count) > 4096:   # give a big table back
+            size = max(4096, 2 * keep)
+            self._first_seq = self._first_seq[:2 * size].copy()
+            self._seen = self._seen[:2 * size].copy()
+            self._count = self._count[:size].copy()
+            self._released = self._released[:size].copy()
+
+    def first_rows(self, flow_id: np.ndarray, first_k: int | None) -> np.ndarray:
+        """Batch indices of the packets that are among their flow's first ``first_k`` (all in-flow packets when
+        None); advances the per-flow packet counts, so call it once per batch, before :meth:`views`."""
+        flow_id = np.ascontiguousarray(flow_id, dtype=np.int64)
+        if flow_id.size == 0:
+            return np.zeros(0, np.int64)
+        self._ensure(int(flow_id.max()))
+        if first_k is None:
+            return np.flatnonzero(flow_id >= 0)
+        rows = np.empty(flow_id.size, np.int64)
+        n = _rank_rows(flow_id, np.int64(self._base), self._count, np.int64(first_k), rows)
+        return rows[:n]
 
     def views(self, batch: PacketBatch, flow_id: np.ndarray | None = None, direction: np.ndarray | None = None,
-              n_bytes: int | None = None, mask: bool | None = None) -> np.ndarray:
-        """uint8 array [len(batch), n_bytes] of views; ``batch`` must be decoded (``decode_batch``)."""
+              n_bytes: int | None = None, mask: bool | None = None, rows: np.ndarray | None = None) -> np.ndarray:
+        """uint8 array [len(batch), n_bytes] of views (or [len(rows), n_bytes] for the packets ``rows``, batch
+        indices in ascending order); ``batch`` must be decoded (``decode_batch``)."""
         if batch.status is None:
             raise ValueError("decode the batch first (packetclip.traffic.decode.decode_batch)")
         n = len(batch)
@@ -339,17 +414,26 @@ class PacketViewer:
                      else np.ascontiguousarray(direction).astype(np.int8, copy=False))
         if flow_id.shape != (n,) or direction.shape != (n,):
             raise ValueError("flow_id and direction need one entry per packet")
-        out = np.empty((n, n_bytes), np.uint8)
-        if n == 0:
+        rows = np.arange(n, dtype=np.int64) if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
+        out = np.empty((rows.size, n_bytes), np.uint8)
+        if rows.size == 0:
             return out
+        if int(flow_id.max()) >= 0 and int(flow_id[flow_id >= 0].min()) < self._base:
+            raise ValueError("a packet belongs to a flow already released")
         self._ensure(int(flow_id.max()))
         c = np.ascontiguousarray
         _views(c(batch.data, dtype=np.uint8), c(batch.offset, dtype=np.int64), c(batch.caplen, dtype=np.int32),
                c(batch.status, dtype=np.uint8), c(batch.l3_off, dtype=np.int32), c(batch.proto, dtype=np.uint8),
                c(batch.ip_len, dtype=np.int32), c(batch.ip_hdr_len, dtype=np.int16),
                c(batch.l4_hdr_len, dtype=np.int16), c(batch.tcp_flags, dtype=np.uint16), flow_id, direction, mask,
-               self._first_seq, self._seen, out)
+               self._first_seq, self._seen, np.int64(self._base), rows, out)
         return out
+
+
+def _grow(arr: np.ndarray, size: int) -> np.ndarray:
+    out = np.zeros(size, arr.dtype)
+    out[: len(arr)] = arr
+    return out
 
 
 def packet_views(batch: PacketBatch, flow_id: np.ndarray | None = None, direction: np.ndarray | None = None,
