@@ -100,17 +100,17 @@ def test_bigram_text_and_complete_vocab_ids():
     assert tok.tokenize(bytes([0x45, 0x00, 0x00, 0x3C])) == ["4500", "0000", "003c"]
 
     views = np.array([[0x45, 0x00, 0x00, 0x3C, 0x12, 0x34], [0xFF, 0xEE, 0x01, 0, 0, 0]], dtype=np.uint8)
-    ids, mask = tok.encode(views, lengths=[6, 3])
+    ids, mask = tok.token_ids(views, lengths=[6, 3])
     assert ids.shape == mask.shape == (2, 8)
     assert ids[0].tolist() == [2, 5 + 0x4500, 5 + 0x0000, 5 + 0x003C, 5 + 0x3C12, 5 + 0x1234, 0, 0]
     assert mask[0].tolist() == [1, 1, 1, 1, 1, 1, 0, 0]
     assert ids[1].tolist() == [2, 5 + 0xFFEE, 5 + 0xEE01, 0, 0, 0, 0, 0]
     assert mask[1].tolist() == [1, 1, 1, 0, 0, 0, 0, 0]
     # truncation to seq_length (CLS + 7 bigrams) and skip_bytes (ET-BERT drops leading header bytes)
-    long_ids, long_mask = tok.encode(np.arange(20, dtype=np.uint8)[None])
+    long_ids, long_mask = tok.token_ids(np.arange(20, dtype=np.uint8)[None])
     assert long_ids[0, 1:].tolist() == [5 + i * 256 + i + 1 for i in range(7)] and long_mask.all()
     skip = ETBertTokenizer(seq_length=4, skip_bytes=2)
-    assert skip.encode(np.arange(10, dtype=np.uint8)[None])[0][0, 1].item() == 5 + 2 * 256 + 3
+    assert skip.token_ids(np.arange(10, dtype=np.uint8)[None])[0][0, 1].item() == 5 + 2 * 256 + 3
 
 
 def test_wordpiece_vocab_file_like_etbert(tmp_path):
@@ -124,7 +124,7 @@ def test_wordpiece_vocab_file_like_etbert(tmp_path):
     assert tok.tokenize(bytes([0x45, 0x00, 0x00, 0x3C])) == ["4500", "00", "##00", "003c"]
     assert tok.tokenize(bytes([0x50, 0x3C])) == ["5", "##0", "##3c"]
     assert tok.tokenize(bytes([0xAB, 0xCD])) == ["[UNK]"]
-    ids, mask = tok.encode(np.array([[0x45, 0x00, 0x00, 0x3C]], dtype=np.uint8))
+    ids, mask = tok.token_ids(np.array([[0x45, 0x00, 0x00, 0x3C]], dtype=np.uint8))
     expect = [tok.cls_id] + [tok.token_to_id[t] for t in ["4500", "00", "##00", "003c"]]
     assert ids[0, :5].tolist() == expect and mask[0].sum() == 5
 
@@ -134,9 +134,9 @@ def test_wordpiece_vocab_file_like_etbert(tmp_path):
         ETBertTokenizer.from_vocab_file(bad)
     one_line(err)
     with pytest.raises(PacketClipError, match="2-D"):
-        ETBertTokenizer().encode(np.zeros(5, dtype=np.uint8))
+        ETBertTokenizer().token_ids(np.zeros(5, dtype=np.uint8))
     with pytest.raises(PacketClipError, match="bytes"):
-        ETBertTokenizer().encode(np.full((1, 4), 300))
+        ETBertTokenizer().token_ids(np.full((1, 4), 300))
 
 
 # ----------------------------------------------------------------------------------------- UER import

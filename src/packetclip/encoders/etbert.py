@@ -47,9 +47,10 @@ to 0 (set 24 to drop the IPv4 header and ports exactly as ET-BERT did).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -58,7 +59,9 @@ import torch
 from torch import nn
 
 from packetclip.encoders import _weights
+from packetclip.encoders.base import EncoderConfig, TrafficEncoder, local_seed, select_rows
 from packetclip.errors import CheckpointError, PacketClipError
+from packetclip.util.progress import Progress
 
 SPECIAL_TOKENS: tuple[str, ...] = ("[PAD]", "[SEP]", "[CLS]", "[UNK]", "[MASK]")  # ET-BERT's ids 0..4
 N_BIGRAMS = 65536
@@ -167,7 +170,7 @@ class ETBertTokenizer:
         codes = data[:-1] * 256 + data[1:] if data.size > 1 else np.zeros(0, dtype=np.int64)
         return [self.vocab[i] for c in codes for i in self._pieces[int(c)]]
 
-    def encode(self, views: np.ndarray, lengths: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def token_ids(self, views: np.ndarray, lengths: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Views uint8 [n, L] (+ true byte lengths) -> (input_ids, attention_mask), both int64 [n, seq_length]."""
         views = as_views(views)
         n, width = views.shape
@@ -232,8 +235,14 @@ def as_views(views) -> np.ndarray:
 # =============================================================================================== model
 
 @dataclass
-class ETBertConfig:
-    """BERT shape plus the ET-BERT input settings. Defaults are ET-BERT's (BERT-base)."""
+class ETBertConfig(EncoderConfig):
+    """BERT shape plus the ET-BERT input settings. Defaults are ET-BERT's (BERT-base).
+
+    ``k_packets``: a flow's embedding (``embed_flows``) is the mean [CLS] state of its first k packets
+    (ET-BERT itself is packet-level).
+    """
+
+    model_type = MODEL_TYPE
 
     vocab_size: int = COMPLETE_VOCAB_SIZE
     hidden_size: int = 768
@@ -247,12 +256,15 @@ class ETBertConfig:
     uer_layer_norm: bool = True
     seq_length: int = 128
     skip_bytes: int = 0
+    k_packets: int = 4
 
     def __post_init__(self):
         if self.hidden_size % self.num_heads:
             raise PacketClipError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
         if self.seq_length > self.max_position_embeddings:
             raise PacketClipError("seq_length exceeds max_position_embeddings")
+        if self.k_packets < 1:
+            raise PacketClipError("k_packets must be >= 1")
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "ETBertConfig":
@@ -266,19 +278,12 @@ class ETBertConfig:
             raise PacketClipError(f"unknown ET-BERT size {name!r} (use tiny, small or base)")
         return cls(**{**shapes[name], **overrides})
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
     @classmethod
-    def from_dict(cls, data: dict, path=None) -> "ETBertConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise CheckpointError(f"unknown ET-BERT config keys: {', '.join(unknown)}", path=path)
-        try:
-            return cls(**data)
-        except (TypeError, PacketClipError) as err:
-            raise CheckpointError(f"invalid ET-BERT config: {err}", path=path) from None
+    def upgrade(cls, data: dict) -> dict:
+        """Older checkpoints nested the fields: ``{"model_type": ..., "etbert": {...}}``."""
+        if isinstance(data.get("etbert"), dict) and data.get("model_type", MODEL_TYPE) == MODEL_TYPE:
+            return {"model_type": MODEL_TYPE, **data["etbert"]}
+        return data
 
     def to_bert_config(self):
         from transformers import BertConfig
@@ -508,11 +513,17 @@ def uer_to_bert_state(state: dict, config: ETBertConfig, path=None) -> tuple[dic
 
 # =============================================================================================== encoder
 
-class ETBertEncoder:
-    """ET-BERT as a frozen packet encoder: tokenizer + ``BertModel``; ``embed()`` like our other encoders."""
+class ETBertEncoder(TrafficEncoder):
+    """ET-BERT as a frozen packet encoder: tokenizer + ``BertModel``. ``embed(views)`` embeds packets;
+    ``embed_flows(workspace or packet views, flow_ids)`` is the encoder contract (mean [CLS] of each flow's
+    first ``config.k_packets`` packets)."""
+
+    model_type = MODEL_TYPE
 
     def __init__(self, config: ETBertConfig | str | None = "tiny", tokenizer: ETBertTokenizer | None = None, *,
                  device: str = "cpu", seed: int = 7):
+        from packetclip.encoders.lens import _device
+
         self.config = _resolve_config(config)
         if tokenizer is None:
             tokenizer = ETBertTokenizer(seq_length=self.config.seq_length, skip_bytes=self.config.skip_bytes)
@@ -520,11 +531,58 @@ class ETBertEncoder:
             raise PacketClipError(f"vocabulary has {len(tokenizer)} tokens but the model expects "
                                   f"{self.config.vocab_size}")
         self.tokenizer = tokenizer
-        self.device = device
-        torch.manual_seed(seed)
-        self.model = build_bert(self.config).to(device).eval()
+        self._device = _device(device)
+        with local_seed(seed):
+            self.model = build_bert(self.config).to(self._device).eval()
         self.extras_: dict = {}
         self.pooler_source_: str | None = None
+
+    # ------------------------------------------------------------------ contract
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    def to(self, device) -> "ETBertEncoder":
+        from packetclip.encoders.lens import _device
+
+        self._device = _device(device)
+        self.model.to(self._device)
+        return self
+
+    @property
+    def embed_dim(self) -> int:
+        return self.config.hidden_size
+
+    @property
+    def fingerprint(self) -> str:
+        vocab = hashlib.sha256("\n".join(self.tokenizer.vocab).encode()).hexdigest()
+        config = {**self.config.to_dict(), "vocab": vocab}
+        return self._fingerprint_of(self.model, config, MODEL_TYPE)
+
+    def store_settings(self) -> dict:
+        return {"first_k": self.config.k_packets, "pooling": "cls-mean"}
+
+    def _embed_workspace_flows(self, workspace, flow_ids: np.ndarray, *, batch_size: int = 64,
+                               progress: bool = False) -> np.ndarray:
+        packets = workspace.packet_views(flow_ids, first_k=self.config.k_packets)
+        return self._embed_frames(packets, flow_ids, batch_size=batch_size, progress=progress, where=workspace.root)
+
+    def _embed_frames(self, frames, flow_ids=None, *, batch_size=None, progress=False, where=None) -> np.ndarray:
+        """``frames``: :class:`~packetclip.traffic.workspace.PacketViews` or a ``(views, flow_id)`` pair."""
+        from packetclip.encoders.data import first_k_packets, packet_lengths
+
+        views, flow_id = (frames.views, frames.flow_id) if hasattr(frames, "views") else frames
+        k = self.config.k_packets
+        ids, firsts, taken = first_k_packets(np.asarray(views, np.uint8), np.asarray(flow_id, np.int64), k)
+        present = np.arange(k)[None, :] < taken[:, None]
+        flat = firsts[present]
+        per_packet = self.embed(flat, packet_lengths(flat), batch_size=batch_size or 64)
+        out = np.zeros((len(ids), self.embed_dim), np.float32)
+        np.add.at(out, np.repeat(np.arange(len(ids)), taken), per_packet)
+        out /= np.maximum(taken, 1)[:, None]
+        if flow_ids is None:
+            return out
+        return select_rows(ids, out, np.asarray(flow_ids, np.int64), "packets", path=where)
 
     @classmethod
     def from_uer_checkpoint(cls, path, *, vocab_path=None, num_heads: int | None = None,
@@ -559,15 +617,16 @@ class ETBertEncoder:
         enc.pooler_source_ = pooler_source
         return enc
 
-    def encode_views(self, views, lengths=None) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.tokenizer.encode(views, lengths)
+    def token_ids(self, views, lengths=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(input_ids, attention_mask)`` of packet views (see :meth:`ETBertTokenizer.token_ids`)."""
+        return self.tokenizer.token_ids(views, lengths)
 
     @torch.no_grad()
     def embed(self, views, lengths=None, batch_size: int = 64, pooling: str = "cls") -> np.ndarray:
         """Packet views uint8 [n, L] -> float32 [n, hidden]: the [CLS] state (``pooling="mean"``: mean of tokens)."""
         if pooling not in ("cls", "mean", "pooler"):
             raise PacketClipError("pooling must be cls, mean or pooler")
-        ids, mask = self.encode_views(views, lengths)
+        ids, mask = self.token_ids(views, lengths)
         self.model.eval()
         out = np.zeros((ids.shape[0], self.config.hidden_size), dtype=np.float32)
         for start in range(0, ids.shape[0], batch_size):
@@ -586,8 +645,7 @@ class ETBertEncoder:
 
     def save_pretrained(self, directory) -> Path:
         directory = Path(directory)
-        cfg = {"model_type": MODEL_TYPE, "etbert": self.config.to_dict()}
-        _weights.save_module(self.model, directory, cfg, {"model_type": MODEL_TYPE})
+        _weights.save_module(self.model, directory, self.config.to_dict(), {"model_type": MODEL_TYPE})
         self.tokenizer.save_vocabulary(directory / VOCAB_NAME)
         return directory
 
@@ -596,13 +654,13 @@ class ETBertEncoder:
         directory = Path(directory)
         raw = _weights.read_config(directory)
         cfg_path = str(directory / _weights.CONFIG_NAME)
-        if raw.get("model_type") != MODEL_TYPE or not isinstance(raw.get("etbert"), dict):
+        if raw.get("model_type") != MODEL_TYPE:
             raise CheckpointError("config.json is not an ET-BERT encoder config", path=cfg_path)
-        config = ETBertConfig.from_dict(raw["etbert"], path=cfg_path)
+        config = ETBertConfig.from_dict(raw, path=cfg_path)
         tokenizer = _load_saved_vocab(directory, config)
-        enc = cls(config, tokenizer, device=device)
+        enc = cls(config, tokenizer)
         _weights.load_module(enc.model, directory)
-        return enc
+        return enc.to(device)
 
 
 def _load_saved_vocab(directory: Path, config: ETBertConfig) -> ETBertTokenizer:
@@ -670,7 +728,10 @@ class ETBertClassifier:
 
     # ------------------------------------------------------------------ building
     def _build(self, n_out: int) -> None:
-        torch.manual_seed(self.seed)
+        with local_seed(self.seed):
+            self._build_seeded(n_out)
+
+    def _build_seeded(self, n_out: int) -> None:
         if self.init_checkpoint is not None:
             given = self.config if isinstance(self.config, ETBertConfig) else None
             encoder = ETBertEncoder.from_uer_checkpoint(self.init_checkpoint, vocab_path=self.vocab_path,
@@ -730,7 +791,7 @@ class ETBertClassifier:
         if views.shape[0] == 0:
             raise PacketClipError("cannot fit on zero packets")
         self._build(len(self.classes_))
-        ids, mask = self.encoder_.encode_views(views, lengths)
+        ids, mask = self.encoder_.token_ids(views, lengths)
         labels = torch.as_tensor(target, dtype=torch.long)
         n = ids.shape[0]
         steps_per_epoch = math.ceil(n / self.batch_size)
@@ -739,14 +800,7 @@ class ETBertClassifier:
         gen = torch.Generator().manual_seed(self.seed)
         loss_fn = nn.CrossEntropyLoss()
         self.loss_history_ = []
-        bar = None
-        if self.progress:
-            from rich.progress import Progress
-
-            bar = Progress()
-            bar.start()
-            task = bar.add_task("fine-tuning ET-BERT baseline", total=total)
-        try:
+        with Progress("fine-tuning ET-BERT baseline", total, enabled=self.progress) as bar, local_seed(self.seed):
             self.network_.train()
             for _ in range(self.epochs):
                 order = torch.randperm(n, generator=gen)
@@ -760,12 +814,8 @@ class ETBertClassifier:
                     opt.step()
                     sched.step()
                     running += loss.item() * idx.numel()
-                    if bar is not None:
-                        bar.advance(task)
+                    bar.advance(1)
                 self.loss_history_.append(running / n)
-        finally:
-            if bar is not None:
-                bar.stop()
         self.network_.eval()
         return self
 
@@ -776,7 +826,7 @@ class ETBertClassifier:
     @torch.no_grad()
     def predict_proba(self, views, lengths=None, batch_size: int = 128) -> np.ndarray:
         self._require_fitted()
-        ids, mask = self.encoder_.encode_views(views, lengths)
+        ids, mask = self.encoder_.token_ids(views, lengths)
         self.network_.eval()
         chunks = []
         for start in range(0, ids.shape[0], batch_size):
@@ -799,7 +849,7 @@ class ETBertClassifier:
         self._require_fitted()
         seq = self.config_.seq_length
         views = np.arange(n_packets * (seq + self.config_.skip_bytes), dtype=np.int64).reshape(n_packets, -1) % 256
-        return self.encoder_.encode_views(views.astype(np.uint8))
+        return self.encoder_.token_ids(views.astype(np.uint8))
 
     def trainable_parameters(self) -> int:
         self._require_fitted()
@@ -829,7 +879,7 @@ class ETBertClassifier:
         if raw.get("model_type") != CLASSIFIER_TYPE or not isinstance(raw.get("etbert"), dict) \
                 or not isinstance(raw.get("classes"), list) or not raw["classes"]:
             raise CheckpointError("config.json is not an ET-BERT classifier config", path=cfg_path)
-        config = ETBertConfig.from_dict(raw["etbert"], path=cfg_path)
+        config = ETBertConfig.from_dict({"model_type": MODEL_TYPE, **raw["etbert"]}, path=cfg_path)
         hyper = raw.get("hyperparameters") or {}
         clf = cls(config, raw.get("n_classes"), device=device,
                   **{k: v for k, v in hyper.items() if k in ("epochs", "batch_size", "learning_rate", "warmup",

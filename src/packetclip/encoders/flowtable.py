@@ -1,8 +1,8 @@
 """Flow-table encoder: a small network over CICFlowMeter columns, pre-trained without labels.
 
-Datasets such as CIC-IDS2017 and the ACI-IoT-2023 CSV ship flow rows, not packets. This encoder gives
-them the same ``embed()`` interface as the packet encoder so every later stage (alignment, reasoning,
-detection) runs on either modality.
+Datasets such as CIC-IDS2017 and the ACI-IoT-2023 CSV ship flow rows, not packets. This encoder offers the
+same contract as the packet encoders (:class:`~packetclip.encoders.base.TrafficEncoder`: ``embed_flows``,
+``fingerprint``, ``device``) so every later stage (alignment, reasoning, detection) runs on either modality.
 
 Pipeline: per-feature normalisation learned at fit time and stored in the model's buffers (signed log1p,
 then median / IQR scaling with a soft clip; NaN and +-inf become the median), then either an
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -31,7 +31,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from packetclip.encoders import _weights
+from packetclip.encoders.base import EncoderConfig, TrafficEncoder, local_seed, select_rows
 from packetclip.errors import CheckpointError, DatasetFormatError, PacketClipError
+from packetclip.util.progress import Progress
 
 MODEL_TYPE = "packetclip-flowtable"
 
@@ -62,8 +64,10 @@ IDENTIFIER_COLUMNS: tuple[str, ...] = (
 
 
 @dataclass
-class FlowTableConfig:
+class FlowTableConfig(EncoderConfig):
     """Architecture, normalisation and pre-training hyper-parameters (saved as ``config.json``)."""
+
+    model_type = MODEL_TYPE
 
     feature_names: list[str] = field(default_factory=lambda: list(CICFLOW_FEATURES))
     include_dst_port: bool = False
@@ -106,22 +110,11 @@ class FlowTableConfig:
     def n_features(self) -> int:
         return len(self.feature_names)
 
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out["model_type"] = MODEL_TYPE
-        return out
-
     @classmethod
-    def from_dict(cls, data: dict, path=None) -> "FlowTableConfig":
+    def from_dict(cls, data: dict, *, path=None) -> "FlowTableConfig":
         data = dict(data)
-        if data.pop("model_type", MODEL_TYPE) != MODEL_TYPE:
-            raise CheckpointError("config.json is not a flow-table encoder config", path=path)
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise CheckpointError(f"unknown config keys: {', '.join(unknown)}", path=path)
         include = data.pop("include_dst_port", False)
-        cfg = cls(**data)
+        cfg = super().from_dict(data, path=path)
         cfg.include_dst_port = include  # feature_names already carries Dst Port when it was included
         return cfg
 
@@ -261,6 +254,7 @@ class FlowTableModel(nn.Module):
 
 
 def _info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Symmetric InfoNCE between two maskings of the same rows (row i of ``a`` matches row i of ``b``)."""
     a, b = F.normalize(a, dim=1), F.normalize(b, dim=1)
     logits = a @ b.t() / temperature
     target = torch.arange(a.shape[0], device=a.device)
@@ -269,23 +263,66 @@ def _info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Ten
 
 # --------------------------------------------------------------------------------------------- encoder
 
-class FlowTableEncoder:
+class FlowTableEncoder(TrafficEncoder):
     """Fit / embed / save / load a flow-table encoder (scikit-learn style; learned state ends in ``_``).
 
     ``fit(df)`` learns the normalisation and pre-trains the network (``config.epochs = 0``: normalisation
-    only, i.e. a randomly initialised network). ``embed(df)`` returns float32 [n, embed_dim].
+    only, i.e. a randomly initialised network). ``embed(df)`` returns float32 [n, embed_dim] for the rows of
+    a flow table; ``embed_flows(workspace or df, flow_ids)`` is the encoder contract (by flow id).
     """
 
+    model_type = MODEL_TYPE
+
     def __init__(self, config: FlowTableConfig | None = None, *, device: str = "cpu"):
+        from packetclip.encoders.lens import _device
+
         self.config = config if config is not None else FlowTableConfig()
-        self.device = device
+        self._device = _device(device)
         self.model_: FlowTableModel | None = None
         self.loss_history_: list[dict] = []
 
+    # ------------------------------------------------------------------ contract
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    def to(self, device) -> "FlowTableEncoder":
+        from packetclip.encoders.lens import _device
+
+        self._device = _device(device)
+        if self.model_ is not None:
+            self.model_.to(self._device)
+        return self
+
+    @property
+    def embed_dim(self) -> int:
+        return self.config.embed_dim
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint_of(self._require_fitted(), self.config.to_dict(), MODEL_TYPE)
+
+    def _embed_workspace_flows(self, workspace, flow_ids: np.ndarray, *, batch_size: int = 2048,
+                               progress: bool = False) -> np.ndarray:
+        flows = workspace.flows()
+        return self._embed_frames(flows, flow_ids, batch_size=batch_size, where=workspace.root)
+
+    def _embed_frames(self, frames, flow_ids=None, *, batch_size=None, progress=False, where=None) -> np.ndarray:
+        """``frames``: a flow table (DataFrame); with ``flow_ids`` it needs a ``flow_id`` column."""
+        if flow_ids is None:
+            return self.embed(frames, batch_size=batch_size or 2048)
+        if "flow_id" not in getattr(frames, "columns", ()):
+            raise DatasetFormatError("flow table has no flow_id column to pick flows by", path=where)
+        ids = frames["flow_id"].to_numpy(np.int64)
+        order = np.argsort(ids, kind="stable")
+        wanted = np.asarray(flow_ids, np.int64)
+        rows = select_rows(ids[order], order, wanted, "row in the flow table", path=where)
+        return self.embed(frames.iloc[rows], batch_size=batch_size or 2048)
+
     # ------------------------------------------------------------------ training
     def _new_model(self) -> FlowTableModel:
-        torch.manual_seed(self.config.seed)
-        return FlowTableModel(self.config).to(self.device)
+        with local_seed(self.config.seed):
+            return FlowTableModel(self.config).to(self.device)
 
     def _mfm_step(self, model: FlowTableModel, z: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
         """Masked feature modelling on one batch (two maskings when the contrastive term is on)."""
@@ -325,7 +362,7 @@ class FlowTableEncoder:
             return self
 
         with torch.no_grad():
-            z_all = model.normalizer(torch.as_tensor(raw, dtype=torch.float32)).to(self.device)
+            z_all = model.normalizer(torch.as_tensor(raw, dtype=torch.float32, device=self.device))
         n = z_all.shape[0]
         steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
         total = steps_per_epoch * cfg.epochs
@@ -335,14 +372,7 @@ class FlowTableEncoder:
             opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total)))
         )
         gen = torch.Generator().manual_seed(cfg.seed)
-        bar = None
-        if progress:
-            from rich.progress import Progress
-
-            bar = Progress(transient=False)
-            bar.start()
-            task = bar.add_task("pre-training flow-table encoder", total=total)
-        try:
+        with Progress("pre-training flow-table encoder", total, enabled=progress) as bar, local_seed(cfg.seed):
             model.train()
             for epoch in range(cfg.epochs):
                 t0 = time.perf_counter()
@@ -360,16 +390,12 @@ class FlowTableEncoder:
                     sched.step()
                     for k, v in parts.items():
                         sums[k] = sums.get(k, 0.0) + v
-                    if bar is not None:
-                        bar.advance(task)
+                    bar.advance(1)
                 record = {"epoch": epoch + 1, "seconds": time.perf_counter() - t0}
                 record.update({k: v / steps_per_epoch for k, v in sums.items()})
                 self.loss_history_.append(record)
                 if on_epoch is not None:
                     on_epoch(record)
-        finally:
-            if bar is not None:
-                bar.stop()
         model.eval()
         return self
 
@@ -384,7 +410,7 @@ class FlowTableEncoder:
         model = self._require_fitted()
         raw = feature_matrix(df, self.config.feature_names)
         with torch.no_grad():
-            return model.normalizer(torch.as_tensor(raw, dtype=torch.float32)).numpy()
+            return model.normalizer(torch.as_tensor(raw, dtype=torch.float32, device=self.device)).cpu().numpy()
 
     @torch.no_grad()
     def embed(self, df, batch_size: int = 2048) -> np.ndarray:
@@ -409,9 +435,10 @@ class FlowTableEncoder:
         """Mean squared error on masked features (normalised units) over ``df``: the MFM objective on held-out rows."""
         model = self._require_fitted()
         model.eval()
-        z = model.normalizer(torch.as_tensor(feature_matrix(df, self.config.feature_names), dtype=torch.float32))
+        z = model.normalizer(torch.as_tensor(feature_matrix(df, self.config.feature_names), dtype=torch.float32,
+                                             device=self.device))
         gen = torch.Generator().manual_seed(seed)
-        mask = torch.rand(z.shape, generator=gen) < (mask_ratio or self.config.mask_ratio)
+        mask = (torch.rand(z.shape, generator=gen) < (mask_ratio or self.config.mask_ratio)).to(self.device)
         _, rec = model.net(z, mask)
         return float(F.mse_loss(rec[mask], z[mask]))
 
@@ -435,5 +462,5 @@ class FlowTableEncoder:
         enc = cls(config, device=device)
         model = FlowTableModel(config)
         _weights.load_module(model, directory)
-        enc.model_ = model.to(device).eval()
+        enc.model_ = model.to(enc.device).eval()
         return enc
