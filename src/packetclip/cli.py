@@ -1,21 +1,164 @@
-"""The ``packetclip`` command line. This module only wires commands to library functions."""
+"""The ``packetclip`` command line. This module only wires commands to library functions.
+
+Conventions every command follows (tests/test_cli.py checks them): ``-o/--out`` is always a folder; boolean
+options are ``--x/--no-x`` switches; every option has help text and every ``--help`` an ``Example:`` line;
+numeric options are range-checked here so messages name the flag that was typed; bad input is one line on
+stderr and exit code 2. Process-wide settings (torch threads, logging) are made here and nowhere else.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
+try:                                    # typer >= 0.2x vendors its own copy of click
+    from typer._click import exceptions as _click_errors
+except ImportError:                     # pragma: no cover - older typer uses click itself
+    from click import exceptions as _click_errors
+
 from packetclip.errors import PacketClipError
 
-app = typer.Typer(
-    help="packetclip: ingest traffic, generate labelled traffic, describe it in language, align and detect.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+_CONTEXT = {"help_option_names": ["-h", "--help"]}
+_STATE = {"verbose": False}
+log = logging.getLogger("packetclip")
+
+
+def _typer(help_text: str) -> typer.Typer:
+    """One place for the app's settings. Plain (not rich) help: rich help shows a misleading ``<bool>`` value
+    after every switch, though switches take none."""
+    return typer.Typer(help=help_text, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                       rich_markup_mode=None, context_settings=_CONTEXT)
+
+
+app = _typer("packetclip: ingest traffic, generate labelled traffic, describe it in language, align and detect.")
+
+
+# --- process-wide settings: logging and torch threads (the CLI entry point is the only place) -----
+
+
+class _StderrHandler(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is at the time (test runners swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+        except Exception:  # noqa: BLE001 - logging must never break a command
+            self.handleError(record)
+
+
+def configure_logging(verbose: bool = False) -> None:
+    """Lines from the ``packetclip`` logger on stderr: INFO (slow-work progress when not on a terminal) by
+    default, DEBUG with ``-v``."""
+    if not any(isinstance(h, _StderrHandler) for h in log.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("packetclip: %(message)s"))
+        log.addHandler(handler)
+        log.propagate = False
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def default_threads() -> int:
+    """The cores free for us: usable cores (CPU affinity) minus the 1-minute load average, at least 1.
+
+    Why not all cores: torch's intra-op workers spin-wait for cores that other processes hold, so on a busy box
+    more threads is slower (issue 17: `encoder pretrain --minutes 1` did 4 steps in 65 s with the default
+    thread count, 53 steps in 31 s with one thread, on 2 cores with another job running). On an idle machine
+    this is every core.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        busy = 0.0
+    return max(1, min(cores, int(round(cores - busy))))
+
+
+def use_threads(threads: Optional[int]) -> int:
+    """Set torch's intra-op thread count for this process (``None``: :func:`default_threads`)."""
+    import torch
+
+    n = int(threads) if threads else default_threads()
+    torch.set_num_threads(n)
+    log.debug("torch threads: %d", n)
+    return n
+
+
+def _threads_option():
+    return typer.Option(None, "--threads", min=1, max=512,
+                        help="Torch CPU threads (default: the free cores = usable cores minus the 1-minute "
+                             "load average, at least 1).")
+
+
+def _positive(value: Optional[float]) -> Optional[float]:
+    if value is not None and not value > 0:
+        raise typer.BadParameter(f"must be > 0, got {value:g}")
+    return value
+
+
+def _fraction(value: float) -> float:
+    if not 0 <= value < 1:
+        raise typer.BadParameter(f"must be in [0, 1), got {value:g}")
+    return value
+
+
+def _accepts(fn, name: str) -> bool:
+    import inspect
+
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _open_workspace(path: Path, *, packets: bool = False, check: bool = False):
+    """Open (and optionally verify) a workspace before any slow work, so a wrong path fails in a second."""
+    from packetclip.traffic.workspace import Workspace
+
+    ws = Workspace.open(path)
+    if check:
+        ws.check()
+    if packets and not ws.has_packets():
+        raise PacketClipError("this workspace has no packet views (an imported CSV has flow rows only); "
+                              "use a workspace from `packetclip ingest` or `packetclip lab synth`", path=str(path))
+    return ws
+
+
+def _new_workspace_folder(out: Path, overwrite: bool) -> None:
+    """Refuse a folder that already holds a workspace (unless --overwrite) or cannot be written, up front."""
+    from packetclip.traffic.workspace import Workspace
+
+    Workspace.create(out, overwrite=overwrite)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        from packetclip import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_version_callback,
+                                 help="Print the packetclip version and exit."),
+    verbose: bool = typer.Option(False, "--verbose/--no-verbose", "-v",
+                                 help="Debug lines on stderr; unexpected errors show their traceback."),
+) -> None:
+    """packetclip: ingest traffic, generate labelled traffic, describe it in language, align and detect.
+
+    Example: packetclip -v ingest traffic/ --out ws/
+    """
+    _STATE["verbose"] = verbose
+    configure_logging(verbose)
 
 
 @app.command()
@@ -31,8 +174,7 @@ def version() -> None:
 
 # --- commands are added below this line, one block per stage -------------------------------------
 
-lab_app = typer.Typer(help="Labelled traffic lab: synthetic captures, or real tools against real servers (live).",
-                      no_args_is_help=True)
+lab_app = _typer("Labelled traffic lab: synthetic captures, or real tools against real servers (live).")
 app.add_typer(lab_app, name="lab")
 
 
@@ -44,9 +186,11 @@ def lab_synth(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for capture.pcap, labels and the flow table."),
     duration: str = typer.Option("10m", "--duration", "-d", help="Capture length: 90s, 5m, 10m, 1h30m."),
     seed: int = typer.Option(7, "--seed", help="Same seed, byte-identical capture and labels."),
-    no_ingest: bool = typer.Option(False, "--no-ingest", help="Only capture and packet labels, no flow table."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    ingest: bool = typer.Option(True, "--ingest/--no-ingest", help="Also write the flow table (--no-ingest: only "
+                                "capture and packet labels)."),
+    quiet: bool = typer.Option(False, "--quiet/--no-quiet", "-q", help="No progress bars."),
     figure: Optional[Path] = typer.Option(None, "--figure", help="Also draw packets over time per class to this PNG."),
+    overwrite: bool = typer.Option(False, "--overwrite/--no-overwrite", help="Replace a workspace already in OUT."),
 ) -> None:
     """Write a labelled synthetic IoT capture with the 10 classes (behaviour models of nmap, hping3, ...).
 
@@ -60,8 +204,11 @@ def lab_synth(
 
     from packetclip.lab.synth import SynthLab, parse_duration
 
-    result = SynthLab(duration_s=parse_duration(duration), seed=seed).generate(out, progress=not quiet,
-                                                                               ingest=not no_ingest)
+    duration_s = parse_duration(duration)
+    _new_workspace_folder(out, overwrite)
+    lab = SynthLab(duration_s=duration_s, seed=seed)
+    kwargs = {"overwrite": overwrite} if _accepts(lab.generate, "overwrite") else {}
+    result = lab.generate(out, progress=not quiet, ingest=ingest, **kwargs)
     table = Table(title=f"lab synth -> {out} ({result.packets:,} packets, {result.elapsed_s:.1f} s)")
     for column in ("class", "mission", "episodes", "packets", "flows"):
         table.add_column(column, justify="left" if column in ("class", "mission") else "right")
@@ -88,8 +235,9 @@ def lab_live(
     duration: str = typer.Option("3m", "--duration", "-d", help="Capture length: 90s, 2m, 10m (at most 1h)."),
     seed: int = typer.Option(7, "--seed", help="Same seed, same schedule and tool parameters."),
     classes: Optional[List[str]] = typer.Option(None, "--class", "-c", help="Only these classes (repeat it)."),
-    scale: float = typer.Option(1.0, "--scale", help="Multiplies flood counts and scan sizes (0.1..4)."),
-    no_ingest: bool = typer.Option(False, "--no-ingest", help="Only capture and packet labels, no flow table."),
+    scale: float = typer.Option(1.0, "--scale", min=0.1, max=4.0, help="Multiplies flood counts and scan sizes (0.1..4)."),
+    ingest: bool = typer.Option(True, "--ingest/--no-ingest", help="Also write the flow table (--no-ingest: only "
+                                "capture and packet labels)."),
 ) -> None:
     """Make the 10 classes with real tools (nmap, hping3, slowhttptest, hydra, dnsperf) against real servers.
 
@@ -105,11 +253,12 @@ def lab_live(
     from packetclip.lab.live_tools import require_live_environment
     from packetclip.lab.synth import parse_duration
 
+    duration_s = parse_duration(duration)
     require_live_environment()
     kwargs = {"scale": scale}
     if classes:
         kwargs["classes"] = tuple(classes)
-    result = LiveLab(duration_s=parse_duration(duration), seed=seed, **kwargs).run(out, ingest=not no_ingest)
+    result = LiveLab(duration_s=duration_s, seed=seed, **kwargs).run(out, ingest=ingest)
     table = Table(title=f"lab live -> {out} ({result.capture_s:.0f} s captured, {result.packets:,} packets)")
     for column in ("class", "mission", "episodes", "packets", "flows", "tool"):
         table.add_column(column)
@@ -158,8 +307,8 @@ def lab_doctor() -> None:
 
 @lab_app.command("install")
 def lab_install(
-    no_optional: bool = typer.Option(False, "--no-optional", help="Skip optional tools (dnsperf)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Only print the packages that would be installed."),
+    optional: bool = typer.Option(True, "--optional/--no-optional", help="Also install optional tools (dnsperf)."),
+    dry_run: bool = typer.Option(False, "--dry-run/--no-dry-run", help="Only print the packages that would be installed."),
 ) -> None:
     """Install the Debian packages `lab live` needs with apt-get (root; system services are not started).
 
@@ -167,7 +316,7 @@ def lab_install(
     """
     from packetclip.lab.live_tools import install_missing
 
-    packages = install_missing(include_optional=not no_optional, dry_run=dry_run, echo=typer.echo)
+    packages = install_missing(include_optional=optional, dry_run=dry_run, echo=typer.echo)
     if not packages:
         typer.echo("every lab tool is already installed")
     elif dry_run:
@@ -176,30 +325,42 @@ def lab_install(
         typer.echo("installed: " + " ".join(packages))
 
 
-# --- traffic: ingest / info ---------------------------------------------------------------------
+# --- traffic: ingest / info / label ---------------------------------------------------------------
 
 
 @app.command()
 def ingest(
     captures: List[Path] = typer.Argument(..., help="pcap/pcapng files or folders of them."),
     out: Path = typer.Option(..., "--out", "-o", help="Workspace folder to write."),
-    view_bytes: int = typer.Option(128, help="Bytes per packet view, starting at the IP header."),
-    no_mask: bool = typer.Option(False, "--no-mask", help="Keep addresses/ports/IDs/checksums in views (ablations only)."),
-    idle_timeout: float = typer.Option(120.0, help="Seconds of silence that end a flow."),
-    active_timeout: float = typer.Option(1800.0, help="Longest flow duration in seconds before it is split."),
-    no_tcp_close: bool = typer.Option(False, "--no-tcp-close", help="Do not end TCP flows on FIN/RST."),
-    strict: bool = typer.Option(False, help="Stop at the first unreadable capture instead of reporting it."),
+    view_bytes: int = typer.Option(128, "--view-bytes", min=20, max=65535,
+                                   help="Bytes per packet view, starting at the IP header."),
+    mask: bool = typer.Option(True, "--mask/--no-mask",
+                              help="Zero addresses/ports/IDs/checksums in views (--no-mask: ablations only)."),
+    idle_timeout: float = typer.Option(120.0, "--idle-timeout", callback=_positive,
+                                       help="Seconds of silence that end a flow."),
+    active_timeout: float = typer.Option(1800.0, "--active-timeout", callback=_positive,
+                                         help="Longest flow duration in seconds before it is split."),
+    tcp_close: bool = typer.Option(True, "--tcp-close/--no-tcp-close",
+                                   help="End TCP flows on FIN/RST (--no-tcp-close: nfstream/ndpiReader behaviour)."),
+    strict: bool = typer.Option(False, "--strict/--no-strict",
+                                help="Stop at the first unreadable capture instead of reporting it."),
+    overwrite: bool = typer.Option(False, "--overwrite/--no-overwrite", help="Replace a workspace already in OUT."),
+    quiet: bool = typer.Option(False, "--quiet/--no-quiet", "-q", help="No progress bar."),
 ) -> None:
     """Turn captures into a workspace: flows.parquet (CICFlowMeter columns) and packets.parquet (masked views).
 
     Example: packetclip ingest traffic/*.pcap --out ws/
     """
-    from packetclip.traffic.ingest import IngestSettings, expand_capture_paths, ingest_captures
+    from packetclip.traffic import ingest as ingest_module
+    from packetclip.traffic.ingest import IngestSettings, ingest_captures
 
-    settings = IngestSettings(view_bytes=view_bytes, mask=not no_mask, idle_timeout=idle_timeout,
-                              active_timeout=active_timeout, tcp_close=not no_tcp_close)
-    workspace = ingest_captures(expand_capture_paths(captures), out, settings=settings, strict=strict)
-    captures_read = workspace.manifest["captures"]
+    paths = getattr(ingest_module, "expand_capture_paths", _capture_files)(captures)
+    _new_workspace_folder(out, overwrite)
+    settings = IngestSettings(view_bytes=view_bytes, mask=mask, idle_timeout=idle_timeout,
+                              active_timeout=active_timeout, tcp_close=tcp_close)
+    kwargs = {"overwrite": overwrite} if _accepts(ingest_captures, "overwrite") else {}
+    workspace = ingest_captures(paths, out, settings=settings, strict=strict, progress=not quiet, **kwargs)
+    captures_read = workspace.manifest.get("captures", [])
     if captures_read and all(c.get("error") for c in captures_read):
         raise PacketClipError(f"none of the {len(captures_read)} capture(s) could be read; first: "
                               f"{captures_read[0]['error']}")
@@ -207,35 +368,144 @@ def ingest(
     typer.echo(f"workspace: {workspace.root}")
 
 
+CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".dmp")
+
+
+def _capture_files(paths: List[Path]) -> List[Path]:
+    """Files as given, folders expanded to the capture files inside them (sorted, recursive)."""
+    out: List[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in CAPTURE_SUFFIXES)
+            if not found:
+                raise PacketClipError("folder holds no .pcap/.pcapng files", path=str(p))
+            out.extend(found)
+        elif p.exists():
+            out.append(p)
+        else:
+            raise PacketClipError("no such capture file or folder", path=str(p))
+    return out
+
+
 @app.command()
-def info(workspace: Path = typer.Argument(..., help="Workspace folder written by `packetclip ingest`.")) -> None:
-    """Summarise a workspace: captures, packets, flows, protocols, labels, skipped records.
+def info(workspace: Path = typer.Argument(..., help="Workspace folder (from ingest, lab synth or import-csv).")) -> None:
+    """Summarise a workspace after checking its files: captures, packets, flows, protocols, labels, damage.
+
+    A missing or damaged table (deleted, truncated, row count not the manifest's) is one line, exit code 2.
 
     Example: packetclip info ws/
     """
-    from packetclip.traffic.ingest import Workspace
-
-    _print_workspace_summary(Workspace.open(workspace))
+    _print_workspace_summary(_open_workspace(workspace, check=True))
 
 
 def _print_workspace_summary(workspace) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from packetclip.traffic.ingest import summary_rows
+    from packetclip.traffic import ingest as ingest_module
 
     table = Table(title=f"workspace {workspace.root}")
     table.add_column("what")
-    table.add_column("value")
-    for key, value in summary_rows(workspace):
+    table.add_column("value", overflow="fold")
+    for key, value in ingest_module.summary_rows(workspace):
         table.add_row(key, value)
-    errors = [c for c in workspace.manifest["captures"] if c.get("error")]
     console = Console()
     console.print(table)
-    for c in errors[:10]:
-        console.print(f"[yellow]skipped[/] {c['error']}")
-    if len(errors) > 10:
-        console.print(f"[yellow]... and {len(errors) - 10} more unreadable captures (see manifest.json)[/]")
+    if not hasattr(ingest_module, "damaged_captures"):   # older library: name them here
+        for c in workspace.manifest.get("captures", []):
+            if c.get("error"):
+                console.print(f"[yellow]skipped[/] {c['error']}")
+            elif c.get("truncated_at") is not None:
+                console.print(f"[yellow]cut short by damage[/] {c['path']} (offset {c['truncated_at']})")
+
+
+@app.command("import-csv")
+def import_csv(
+    csv_paths: List[Path] = typer.Argument(..., help="CICFlowMeter CSVs (CIC-IDS2017/2018, ACI-IoT-2023) or folders of them."),
+    out: Path = typer.Option(..., "--out", "-o", help="Workspace folder to write."),
+    label_column: Optional[str] = typer.Option(None, "--label-column", help="Label column (default: Label/label/Class/...)."),
+    fill_value: float = typer.Option(0.0, "--fill-value", help="Value for Infinity/NaN/empty numeric cells."),
+    overwrite: bool = typer.Option(False, "--overwrite/--no-overwrite", help="Replace a workspace already in OUT."),
+    quiet: bool = typer.Option(False, "--quiet/--no-quiet", "-q", help="No progress bar."),
+) -> None:
+    """Import labelled flow CSVs into a flow-only workspace (canonical columns, labels, missions).
+
+    Several files and folders may be given; they become one workspace.
+
+    Example: packetclip import-csv ../shared/data/cicids2017/*.csv --out ws/cic
+    """
+    import pandas as pd
+    from rich.console import Console
+    from rich.table import Table
+
+    from packetclip.traffic.datasets.cic import import_flow_csv, list_csv_files
+
+    files: list[Path] = []
+    for path in csv_paths:
+        files.extend(f for f in list_csv_files(path) if f not in files)
+    _new_workspace_folder(out, overwrite)
+    kwargs = {"overwrite": overwrite} if _accepts(import_flow_csv, "overwrite") else {}
+    target, df = import_flow_csv(files, out, label_column=label_column, fill_value=fill_value,
+                                 progress=not quiet, **kwargs)
+    report = df.attrs.get("packetclip_report", {})
+    table = Table(title=f"{len(df):,} flows from {len(report.get('files', files))} file(s) -> {target}")
+    table.add_column("label")
+    table.add_column("mission")
+    table.add_column("flows", justify="right")
+    if "label" in df.columns:
+        mission = df["mission"] if "mission" in df.columns else pd.Series(pd.NA, index=df.index)
+        counts = pd.DataFrame({"label": df["label"], "mission": mission}).groupby(
+            ["label", "mission"], dropna=False).size().sort_values(ascending=False)
+        for (label, mission_name), n in counts.items():
+            table.add_row(str(label), "-" if pd.isna(mission_name) else str(mission_name), f"{n:,}")
+    console = Console()
+    console.print(table)
+    if report:
+        console.print(
+            f"non-finite cells set to {report.get('fill_value', fill_value):g}: {report.get('nonfinite_filled', 0):,}; "
+            f"renamed columns: {len(report.get('renamed_columns', []))}; duplicate columns dropped: "
+            f"{len(report.get('duplicate_columns_dropped', []))}; repeated header rows dropped: "
+            f"{report.get('repeated_header_rows_dropped', 0):,}; rows without label dropped: "
+            f"{report.get('rows_without_label_dropped', 0):,}")
+
+
+label_app = _typer("Attach ground-truth labels to a workspace's flows.")
+app.add_typer(label_app, name="label")
+
+
+@label_app.command("ndpi")
+def label_ndpi_command(
+    workspace: Path = typer.Argument(..., help="Workspace ingested from the captures the results describe."),
+    results: List[Path] = typer.Argument(..., help="nDPI result files (*.pcap.out) or folders of them."),
+) -> None:
+    """Label a workspace's flows with nDPI ground truth (application protocol per flow, joined by 5-tuple).
+
+    Writes the workspace's labels table, so `describe`, `split` and training see the labels.
+
+    Example: packetclip label ndpi ws/ndpi ../shared/data/ndpi/result
+    """
+    from packetclip.traffic import datasets
+
+    ws = _open_workspace(workspace)
+    for path in results:
+        if not path.exists():
+            raise PacketClipError("no such nDPI result file or folder", path=str(path))
+    label_ndpi = getattr(datasets, "label_ndpi", None)
+    if label_ndpi is None:
+        raise PacketClipError("this build has no nDPI labelling yet (packetclip.traffic.datasets.label_ndpi)")
+    report = label_ndpi(ws, results if len(results) > 1 else results[0])
+    _echo_report(report, "labelled")
+
+
+def _echo_report(report, what: str) -> None:
+    """One summary line from whatever a library function returned (a dict of counts, a table, or nothing)."""
+    if isinstance(report, dict):
+        typer.echo(f"{what}: " + ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}"
+                                           for k, v in report.items() if not isinstance(v, (dict, list))))
+    elif hasattr(report, "__len__") and not isinstance(report, (str, Path)):
+        typer.echo(f"{what}: {len(report):,} flows")
+    else:
+        typer.echo(f"{what}: {report}")
 
 
 # --- traffic: leakage-safe splits ---------------------------------------------------------------
@@ -243,16 +513,17 @@ def _print_workspace_summary(workspace) -> None:
 
 @app.command()
 def split(
-    workspace: Path = typer.Argument(..., help="Workspace folder written by `packetclip ingest`."),
+    workspace: Path = typer.Argument(..., help="Workspace folder (from ingest, lab synth or import-csv)."),
     by: str = typer.Option("capture", "--by", help="Group unit: 'capture' (whole files) or 'flow' (whole flows)."),
-    test_size: float = typer.Option(0.2, "--test-size", help="Fraction of rows for test."),
-    val_size: float = typer.Option(0.1, "--val-size", help="Fraction of rows for validation (0: none)."),
+    test_size: float = typer.Option(0.2, "--test-size", callback=_fraction, help="Fraction of rows for test, in [0, 1)."),
+    val_size: float = typer.Option(0.1, "--val-size", callback=_fraction,
+                                   help="Fraction of rows for validation, in [0, 1) (0: none)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the group order; same seed, same split."),
     label_column: str = typer.Option("label", "--label-column", help="Stratify on this column if present."),
 ) -> None:
     """Split a workspace's flows into train/val/test by capture file or by flow (never by packet).
 
-    Writes WORKSPACE/splits.parquet (flow_id, capture columns, split) and prints rows per split and label.
+    Writes the workspace's splits table (flow_id, capture columns, split) and prints rows per split and label.
 
     Example: packetclip split ws/ --by capture --test-size 0.2 --seed 0
     """
@@ -263,12 +534,18 @@ def split(
 
     from packetclip.traffic.splits import SplitWarning, split_workspace
 
+    if by not in ("capture", "flow"):
+        raise typer.BadParameter(f"must be 'capture' or 'flow', not {by!r}", param_hint="'--by'")
+    if test_size + val_size >= 1:
+        raise typer.BadParameter(f"--test-size {test_size:g} plus --val-size {val_size:g} leaves no training rows",
+                                 param_hint="'--test-size' / '--val-size'")
+    ws = _open_workspace(workspace)
     console = Console()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SplitWarning)
-        _, summary = split_workspace(workspace, by=by, test_size=test_size, val_size=val_size, seed=seed,
+        _, summary = split_workspace(ws, by=by, test_size=test_size, val_size=val_size, seed=seed,
                                      label_col=label_column)
-    table = Table(title=f"split by {by} (seed {seed}) -> {summary.attrs['path']}")
+    table = Table(title=f"split by {by} (seed {seed}) -> {summary.attrs.get('path', workspace)}")
     table.add_column(summary.index.name or "label")
     for column in summary.columns:
         table.add_column(str(column), justify="right")
@@ -284,65 +561,31 @@ def split(
             console.print(f"[yellow]warning:[/] {warning.message}")
 
 
-@app.command("import-csv")
-def import_csv(
-    csv_path: Path = typer.Argument(..., help="A CICFlowMeter CSV (CIC-IDS2017/2018, ACI-IoT-2023) or a folder of them."),
-    out: Path = typer.Option(..., "--out", "-o", help="Workspace folder to write flows.parquet into."),
-    label_column: Optional[str] = typer.Option(None, "--label-column", help="Label column (default: Label/label/Class/...)."),
-    fill_value: float = typer.Option(0.0, "--fill-value", help="Value for Infinity/NaN/empty numeric cells."),
-) -> None:
-    """Import labelled flow CSVs into a flow-only workspace (canonical columns, labels, missions).
-
-    Example: packetclip import-csv ../shared/data/cicids2017 --out ws-cic/
-    """
-    import pandas as pd
-    from rich.console import Console
-    from rich.table import Table
-
-    from packetclip.traffic.datasets.cic import import_flow_csv
-
-    target, df = import_flow_csv(csv_path, out, label_column=label_column, fill_value=fill_value)
-    report = df.attrs["packetclip_report"]
-    table = Table(title=f"{len(df):,} flows from {len(report['files'])} file(s) -> {target}")
-    table.add_column("label")
-    table.add_column("mission")
-    table.add_column("flows", justify="right")
-    counts = df.groupby(["label", "mission"], dropna=False).size().sort_values(ascending=False)
-    for (label, mission), n in counts.items():
-        table.add_row(str(label), "-" if pd.isna(mission) else str(mission), f"{n:,}")
-    console = Console()
-    console.print(table)
-    console.print(
-        f"non-finite cells set to {report['fill_value']:g}: {report['nonfinite_filled']:,}; "
-        f"renamed columns: {len(report['renamed_columns'])}; duplicate columns dropped: "
-        f"{len(report['duplicate_columns_dropped'])}; repeated header rows dropped: "
-        f"{report['repeated_header_rows_dropped']:,}; rows without label dropped: {report['rows_without_label_dropped']:,}"
-    )
-
-
 # --- knowledge: mission knowledge graphs ---------------------------------------------------------
 
-kg_app = typer.Typer(help="Mission knowledge graphs (concept DAGs for DoS, Reconnaissance, Brute Force).",
-                     no_args_is_help=True)
+kg_app = _typer("Mission knowledge graphs (concept DAGs for DoS, Reconnaissance, Brute Force).")
 app.add_typer(kg_app, name="kg")
 
 
 @kg_app.command("build")
 def kg_build(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for <mission>.json, .graphml and .png."),
-    mission: Optional[List[str]] = typer.Option(None, "--mission", "-m",
-                                                help="dos, reconnaissance or brute-force; repeat it; default all three."),
+    mission: Optional[List[str]] = typer.Option(
+        None, "--mission", "-m", help="dos, recon(naissance) or brute(-force), any case ('Brute Force', "
+        "brute_force); repeat it; default all three."),
     source: str = typer.Option("attack", "--source", help="attack (offline MITRE ATT&CK v15) or llm."),
     backend: str = typer.Option("smollm2", "--backend", help="Chat backend for --source llm: smollm2 or openai."),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible server URL (--backend openai)."),
     model: Optional[str] = typer.Option(None, "--model", help="Model name on that server (--backend openai)."),
     api_key: Optional[str] = typer.Option(None, "--api-key", help="API key for that server, if it needs one."),
-    n_key: int = typer.Option(6, "--n-key", help="V: key concepts at level 0."),
-    levels: int = typer.Option(2, "--levels", help="N: expansion iterations (levels after the key concepts)."),
-    per_node: int = typer.Option(2, "--per-node", help="Associated words asked for each concept."),
+    n_key: int = typer.Option(6, "--n-key", min=1, max=32, help="V: key concepts at level 0 (1..32)."),
+    levels: int = typer.Option(2, "--levels", min=0, max=6,
+                               help="N: expansion levels after the key concepts (0..6)."),
+    per_node: int = typer.Option(2, "--per-node", min=1, max=8, help="Associated words asked for each concept (1..8)."),
     seed: int = typer.Option(0, "--seed", help="Same seed, same graph."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Where the parsed ATT&CK corpus is cached."),
-    no_png: bool = typer.Option(False, "--no-png", help="Skip the pictures."),
+    png: bool = typer.Option(True, "--png/--no-png", help="Also draw each graph as a PNG."),
+    threads: Optional[int] = _threads_option(),
 ) -> None:
     """Build mission knowledge graphs and write them as JSON, GraphML and PNG.
 
@@ -355,37 +598,46 @@ def kg_build(
 
     from packetclip.knowledge import get_source, mission_spec, write_graph_files
     from packetclip.knowledge.attack import AttackSource
+    from packetclip.util.progress import Progress
 
+    if source not in ("attack", "llm"):
+        raise typer.BadParameter(f"must be 'attack' or 'llm', not {source!r}", param_hint="'--source'")
     specs = [mission_spec(m) for m in (mission or ["dos", "reconnaissance", "brute-force"])]
     console = Console()
     attack = AttackSource(cache_dir=cache_dir)
-    status = console.status("building mission graphs")
+    bar = Progress(f"kg build ({source})", len(specs), transient=True)
+    calls = [0]
     if source == "llm":
-        calls = [0]
+        if backend.strip().lower() == "smollm2":
+            use_threads(threads)
 
         def on_call(prompt: str) -> None:
             calls[0] += 1
-            status.update(f"asking {backend} ({calls[0]} calls): {prompt[:60]}...")
+            bar.set(bar.done, description=f"{spec_now[0]}: {calls[0]} {backend} calls")
+            log.debug("asking %s: %s", backend, prompt[:80])
 
         kwargs = {k: v for k, v in {"base_url": base_url, "model": model, "api_key": api_key}.items() if v}
         builder = get_source("llm", backend=backend, backend_kwargs=kwargs,
                              fallback=AttackSource(cache_dir=cache_dir, temperature=0.0), on_call=on_call)
     else:
-        builder = attack if source == "attack" else get_source(source)
+        builder = attack
     table = Table(title=f"mission graphs ({source}, seed {seed}) -> {out}")
-    for column in ("mission", "levels", "concepts", "edges", "key concepts", "seconds"):
+    for column in ("mission", "levels after key", "concepts", "edges", "key concepts", "seconds"):
         table.add_column(column)
-    with status:
+    spec_now = [""]
+    with bar:
         for spec in specs:
-            status.update(f"building the {spec.label} graph ({source})")
+            spec_now[0] = spec.label
+            bar.set(bar.done, description=f"building the {spec.label} graph ({source})")
             started = time.perf_counter()
             graph = builder.build(spec.key, n_key=n_key, n_levels=levels, per_node=per_node, seed=seed)
-            write_graph_files(graph, out, png=not no_png)
+            write_graph_files(graph, out, png=png)
             keys = ", ".join(graph.key_concepts())
             if source == "llm":
                 keys += f"  (llm words {graph.meta['llm_words']}, ATT&CK fallback {graph.meta['fallback_words']})"
-            table.add_row(spec.label, str(graph.n_levels), str(len(graph.nodes)), str(len(graph.edges)), keys,
+            table.add_row(spec.label, str(graph.n_levels - 1), str(len(graph.nodes)), str(len(graph.edges)), keys,
                           f"{time.perf_counter() - started:.1f}")
+            bar.advance(1)
     console.print(table)
 
 
@@ -403,7 +655,9 @@ def kg_show(path: Path = typer.Argument(..., help="A folder written by `packetcl
     console = Console()
     for graph in load_graphs(path):
         meta = graph.meta
+        built = graph.n_levels - 1      # what --levels counts: expansion levels after the key concepts
         tree = Tree(f"[bold]{meta.get('label', graph.mission)}[/] — {graph.source}, seed {meta.get('seed', '?')}, "
+                    f"key concepts + {built} level{'s' if built != 1 else ''} (--levels {built}), "
                     f"{len(graph.nodes)} concepts, {len(graph.edges)} edges")
         tree.add("[bold cyan]sensor[/] → every key concept")
         for depth, members in enumerate(graph.levels()):
@@ -417,29 +671,40 @@ def kg_show(path: Path = typer.Argument(..., help="A folder written by `packetcl
 
 # --- encoders: Lens packet encoder (pre-training, generation task) -------------------------------
 
-encoder_app = typer.Typer(help="Packet encoder (Lens-style T5 over masked packet bytes): pre-train and evaluate.",
-                          no_args_is_help=True)
+encoder_app = _typer("Packet encoder (Lens-style T5 over masked packet bytes): pre-train and evaluate.")
 app.add_typer(encoder_app, name="encoder")
 
 
 @encoder_app.command("pretrain")
 def encoder_pretrain(
-    workspaces: List[Path] = typer.Argument(..., help="Workspaces written by `packetclip ingest` (packets.parquet)."),
+    workspaces: List[Path] = typer.Argument(..., help="Workspaces with packet views (from ingest or lab synth)."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the model, checkpoint/ and loss_curves.png."),
     size: str = typer.Option("tiny", "--size", help="tiny | small | base."),
     steps: int = typer.Option(2000, "--steps", min=1, help="Optimiser steps in total (a resumed run continues to this)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint with its stored settings."),
+    resume: bool = typer.Option(False, "--resume/--no-resume", help="Continue from OUT/checkpoint with its stored settings."),
     tokenisation: str = typer.Option("byte", "--tokenisation", help="byte (4-byte patches) | bigram (ET-BERT style)."),
-    k_packets: int = typer.Option(4, "--k", min=1, help="Packets per flow input."),
+    k_packets: int = typer.Option(4, "--k", min=1, max=64, help="Packets per flow input."),
     seed: int = typer.Option(0, "--seed", help="Seed for initialisation and every sampled batch."),
-    lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate."),
-    minutes: Optional[float] = typer.Option(None, "--minutes", help="Stop after this many minutes (resumable)."),
+    lr: float = typer.Option(1e-3, "--lr", callback=_positive, help="Peak learning rate (> 0)."),
+    minutes: Optional[float] = typer.Option(None, "--minutes", callback=_positive,
+                                            help="Stop after this many minutes (> 0; resumable)."),
     save_every: int = typer.Option(250, "--save-every", min=0, help="Refresh OUT/checkpoint every N steps (0: at the end)."),
+    quiet: bool = typer.Option(False, "--quiet/--no-quiet", "-q", help="No progress bar."),
+    threads: Optional[int] = _threads_option(),
 ) -> None:
     """Pre-train the packet encoder with span, packet-order and homologous-traffic prediction.
 
     Example: packetclip encoder pretrain ws/ --size tiny --steps 2000 --out models/lens-tiny
     """
+    if size not in ("tiny", "small", "base"):
+        raise typer.BadParameter(f"must be tiny, small or base, not {size!r}", param_hint="'--size'")
+    if tokenisation not in ("byte", "bigram"):
+        raise typer.BadParameter(f"must be byte or bigram, not {tokenisation!r}", param_hint="'--tokenisation'")
+    for path in workspaces:        # before torch is imported: a wrong path fails in a second, not after loading
+        _open_workspace(path, packets=True)
+    if out.exists() and not out.is_dir():
+        raise PacketClipError("--out must be a folder", path=str(out))
+    use_threads(threads)
     from packetclip.encoders.lens import LensConfig
     from packetclip.encoders.pretrain import PretrainSettings, pretrain
 
@@ -448,22 +713,25 @@ def encoder_pretrain(
     settings = PretrainSettings(steps=steps, seed=seed, lr=lr, save_every=save_every)
     result = pretrain(workspaces, out, config=config, settings=None if resume else settings,
                       resume=resume, max_seconds=None if minutes is None else minutes * 60.0,
-                      steps_override=steps if resume else None)
+                      steps_override=steps if resume else None, progress=not quiet)
     last = result.history[-1] if result.history else {}
+    losses = ", ".join(f"{k} {last[k]:.3f}" for k in ("msp", "pop", "htp") if k in last)
     typer.echo(f"steps {result.steps_done}/{steps} in {result.seconds:.0f} s"
                + (" (stopped by --minutes; continue with --resume)" if result.stopped_early else "")
-               + (f"; last losses msp {last['msp']:.3f} pop {last['pop']:.3f} htp {last['htp']:.3f}" if last else ""))
+               + (f"; last losses {losses}" if losses else ""))
     typer.echo(f"model: {result.out_dir}  curves: {result.out_dir / 'loss_curves.png'}")
 
 
 @encoder_app.command("eval-generation")
 def encoder_eval_generation(
     checkpoint: Path = typer.Argument(..., help="Model folder written by `packetclip encoder pretrain`."),
-    workspaces: List[Path] = typer.Argument(..., help="Workspace(s) to take held-out flows from."),
+    workspaces: List[Path] = typer.Argument(..., help="Workspace(s) whose split flows are evaluated."),
+    split_name: str = typer.Option("test", "--split", help="Which split's flows: test, val or train."),
     max_packets: int = typer.Option(3000, "--max-packets", min=1, help="Packets evaluated (sampled, seeded)."),
-    per_flow: int = typer.Option(20, "--per-flow", min=1, help="At most this many packets per flow."),
-    seed: int = typer.Option(0, "--seed"),
-    json_out: bool = typer.Option(False, "--json", help="Also print the scores as one JSON line."),
+    packets_per_flow: int = typer.Option(20, "--packets-per-flow", min=1, help="At most this many packets per flow."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the packet sample; same seed, same packets."),
+    json_out: bool = typer.Option(False, "--json/--no-json", help="Also print the scores as one JSON line."),
+    threads: Optional[int] = _threads_option(),
 ) -> None:
     """Generate masked header fields (TTL, IP length, TCP flags/window, UDP length) on held-out flows.
 
@@ -473,15 +741,23 @@ def encoder_eval_generation(
     """
     import json as _json
 
+    if split_name not in ("test", "val", "train"):
+        raise typer.BadParameter(f"must be test, val or train, not {split_name!r}", param_hint="'--split'")
+    if not checkpoint.is_dir():
+        raise PacketClipError("no such model folder", path=str(checkpoint))
+    for path in workspaces:
+        _open_workspace(path, packets=True)
+    use_threads(threads)
     from rich.console import Console
     from rich.table import Table
 
-    from packetclip.encoders.generation import evaluate_generation, holdout_modulus_of
+    from packetclip.encoders.generation import evaluate_generation
     from packetclip.encoders.lens import LensModel
 
     model = LensModel.from_pretrained(checkpoint)
-    report = evaluate_generation(model, workspaces, holdout_modulus=holdout_modulus_of(checkpoint),
-                                 per_flow=per_flow, max_packets=max_packets, seed=seed, progress=True)
+    kwargs = {"split": split_name} if _accepts(evaluate_generation, "split") else {}
+    report = evaluate_generation(model, workspaces, per_flow=packets_per_flow, max_packets=max_packets, seed=seed,
+                                 progress=True, **kwargs)
     table = Table(title=f"generation on held-out flows ({report.heldout_flows:,} flows, "
                         f"{report.heldout_packets:,} packets sampled; split by {report.split})")
     for col in ("field", "packets", "model exact match", "baseline (most frequent)", "baseline value"):
@@ -499,75 +775,99 @@ def encoder_eval_generation(
 
 @app.command()
 def describe(
-    workspace: Path = typer.Argument(..., help="Workspace with labelled flows (flows.parquet, labels.parquet)."),
+    workspace: Path = typer.Argument(..., help="Workspace with flows (labelled or not)."),
     backend: str = typer.Option("rules", "--backend", "-b", help="Paraphraser: rules (offline), smollm2 or openai."),
-    per_flow: int = typer.Option(3, "--per-flow", help="Descriptions per flow."),
+    texts_per_flow: int = typer.Option(3, "--texts-per-flow", "-k", min=1, max=32, help="Descriptions per flow."),
     seed: int = typer.Option(0, "--seed", help="Same seed, same descriptions."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Describe at most N flows, spread evenly over labels."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file (default WORKSPACE/descriptions.parquet)."),
-    figures: bool = typer.Option(False, "--figures", help="Also draw Figure 6: word clouds and top-10 words per mission."),
-    figures_dir: Optional[Path] = typer.Option(None, "--figures-dir", help="Where the figures go (default WORKSPACE/figures)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Describe at most N flows, spread evenly over labels."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o",
+                                       help="Folder for figures and a copy of the table (default: the workspace)."),
+    figures: bool = typer.Option(False, "--figures/--no-figures",
+                                 help="Also draw Figure 6: word clouds and top-10 words per mission."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="LLM answer cache (default $PACKETCLIP_CACHE/language)."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the LLM answer cache."),
+    cache: bool = typer.Option(True, "--cache/--no-cache", help="Read and write the LLM answer cache."),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible server URL (--backend openai)."),
     model: Optional[str] = typer.Option(None, "--model", help="Model name on that server (--backend openai)."),
     api_key: Optional[str] = typer.Option(None, "--api-key", help="API key for that server, if it needs one."),
+    quiet: bool = typer.Option(False, "--quiet/--no-quiet", "-q", help="No progress bar."),
+    threads: Optional[int] = _threads_option(),
 ) -> None:
-    """Describe labelled flows in natural language (templates -> mission-graph concepts -> paraphrase).
+    """Describe flows in natural language (templates -> mission-graph concepts -> paraphrase).
 
-    Writes one row per description (flow_id, k, label, mission, text, backend, fallback) to
-    WORKSPACE/descriptions.parquet. LLM answers that fail validation fall back to the rules paraphraser.
+    Writes the workspace's descriptions table (flow_id, k, label, mission, text, backend, fallback); --out
+    gets the figures and a copy. A workspace without labels gets label-free descriptions. LLM answers that
+    fail validation fall back to the rules paraphraser. The number of descriptions (= LLM calls for smollm2
+    and openai, less what the cache answers) is printed before work starts.
 
-    Example: packetclip describe ws/ --backend rules --per-flow 3 --figures
+    Example: packetclip describe ws/ --backend rules --texts-per-flow 3 --figures
     """
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
 
     from packetclip.language.describe import Describer
     from packetclip.language.workspace import describe_workspace
+    from packetclip.util.progress import Progress
 
-    chat_options = {"base_url": base_url, "model": model, "api_key": api_key} if backend.strip().lower() == "openai" else {}
-    describer = Describer(backend, per_flow, seed, cache_dir=cache_dir, use_cache=not no_cache,
+    kind = backend.strip().lower()
+    if kind not in ("rules", "smollm2", "openai"):
+        raise typer.BadParameter(f"must be rules, smollm2 or openai, not {backend!r}", param_hint="'--backend'")
+    if out is not None and out.exists() and not out.is_dir():
+        raise PacketClipError("--out must be a folder (descriptions stay in the workspace)", path=str(out))
+    ws = _open_workspace(workspace)
+    if kind == "smollm2":
+        use_threads(threads)
+    chat_options = {"base_url": base_url, "model": model, "api_key": api_key} if kind == "openai" else {}
+    describer = Describer(backend, texts_per_flow, seed, cache_dir=cache_dir, use_cache=cache,
                           chat_options={k: v for k, v in chat_options.items() if v})
     console = Console()
-    with Progress(TextColumn("[bold]describing ({task.fields[backend]})"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=console, transient=True) as bar:
-        task = bar.add_task("describe", total=None, backend=backend)
-        target, table = describe_workspace(
-            workspace, describer, limit=limit, out=out, progress=lambda n: bar.advance(task, n),
-            on_total=lambda n: bar.update(task, total=n))
+
+    bar = Progress(f"describing ({backend})", None, enabled=not quiet, transient=True)
+
+    def on_total(n: int) -> None:
+        calls = f"; up to {n:,} {backend} calls (cached answers are reused; --limit N caps the flows)" \
+            if kind != "rules" else ""
+        typer.echo(f"describe: {n:,} descriptions ({n // texts_per_flow:,} flows x {texts_per_flow}){calls}",
+                   err=True)
+        bar.set_total(n)
+
+    with bar:
+        target, table = describe_workspace(ws, describer, limit=limit, out=out, progress=bar.advance,
+                                           on_total=on_total)
     summary = Table(title=f"{len(table):,} descriptions ({backend}, seed {seed}) -> {target}")
     for column in ("label", "descriptions", "LLM fallbacks"):
         summary.add_column(column)
-    for label, group in table.groupby("label", sort=True):
-        summary.add_row(str(label), f"{len(group):,}", f"{int(group['fallback'].sum()):,}")
+    if "label" in table.columns and table["label"].notna().any():
+        for label, group in table.groupby("label", sort=True):
+            summary.add_row(str(label), f"{len(group):,}", f"{int(group['fallback'].sum()):,}")
+    else:
+        summary.add_row("(unlabelled)", f"{len(table):,}",
+                        f"{int(table['fallback'].sum()):,}" if "fallback" in table.columns else "0")
     console.print(summary)
     if len(table):
         console.print(f"[dim]example:[/] {table['text'].iloc[0]}")
-    cache = getattr(describer.paraphraser, "cache", None)
-    if cache is not None:
-        console.print(f"LLM cache: {cache.hits:,} hits, {cache.misses:,} misses ({cache.path})")
+    answer_cache = getattr(describer.paraphraser, "cache", None)
+    if answer_cache is not None:
+        console.print(f"LLM cache: {answer_cache.hits:,} hits, {answer_cache.misses:,} misses ({answer_cache.path})")
     if figures:
         from packetclip.language.figures import write_mission_figures
+        from packetclip.language.workspace import figures_dir
 
-        paths = write_mission_figures(table, figures_dir or Path(workspace) / "figures", seed=seed)
-        for path in paths:
+        for path in write_mission_figures(table, figures_dir(ws, out), seed=seed):
             console.print(f"figure: {path}")
 
 
-llm_app = typer.Typer(help="Local chat models: an OpenAI-compatible server and a one-shot chat.", no_args_is_help=True)
+llm_app = _typer("Local chat models: an OpenAI-compatible server and a one-shot chat.")
 app.add_typer(llm_app, name="llm")
 
 
 @llm_app.command("serve")
 def llm_serve(
-    port: int = typer.Option(8000, "--port", "-p", help="TCP port to listen on (0: any free port)."),
+    port: int = typer.Option(8000, "--port", "-p", min=1, max=65535, help="TCP port to listen on (1..65535)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; keep loopback unless you mean to share it."),
     backend: str = typer.Option("smollm2", "--backend", help="Local chat backend to serve (smollm2)."),
     api_key: Optional[str] = typer.Option(None, "--api-key", help="Require this bearer token from clients."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="Torch CPU threads for the model."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every request."),
+    threads: Optional[int] = _threads_option(),
+    log_requests: bool = typer.Option(False, "--log-requests/--no-log-requests", help="Print every request."),
 ) -> None:
     """Serve a local chat model under the OpenAI chat-completions protocol (POST /v1/chat/completions).
 
@@ -577,9 +877,10 @@ def llm_serve(
 
     from packetclip.language.server import make_server
 
+    use_threads(threads)
     console = Console()
-    server = make_server(backend, host=host, port=port, api_key=api_key, threads=threads,
-                         log=(lambda line: console.print(f"[dim]{line}[/]")) if verbose else None)
+    server = make_server(backend, host=host, port=port, api_key=api_key,
+                         log=(lambda line: console.print(f"[dim]{line}[/]")) if log_requests or _STATE["verbose"] else None)
     with console.status(f"loading {backend}"):
         server.backend.chat([{"role": "user", "content": "Hi"}], max_tokens=1)   # load before accepting requests
     console.print(f"serving {backend} at {server.url} (POST /chat/completions, GET /models); Ctrl-C stops")
@@ -596,12 +897,13 @@ def llm_chat(
     prompt: str = typer.Argument(..., help="The user message."),
     backend: str = typer.Option("smollm2", "--backend", help="smollm2 (offline) or openai."),
     system: Optional[str] = typer.Option(None, "--system", help="A system message."),
-    max_tokens: int = typer.Option(128, "--max-tokens", help="Longest answer in tokens."),
-    temperature: float = typer.Option(0.0, "--temperature", help="0 is greedy."),
+    max_tokens: int = typer.Option(128, "--max-tokens", min=1, max=8192, help="Longest answer in tokens."),
+    temperature: float = typer.Option(0.0, "--temperature", min=0.0, max=2.0, help="0 is greedy (0..2)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sample when temperature > 0."),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible server URL (--backend openai)."),
     model: Optional[str] = typer.Option(None, "--model", help="Model name on that server (--backend openai)."),
     api_key: Optional[str] = typer.Option(None, "--api-key", help="API key for that server."),
+    threads: Optional[int] = _threads_option(),
 ) -> None:
     """Ask a chat backend one question and print the answer.
 
@@ -609,26 +911,59 @@ def llm_chat(
     """
     from packetclip.language.chat import get_chat_backend
 
-    options = {"base_url": base_url, "model": model, "api_key": api_key} if backend.strip().lower() == "openai" else {}
+    kind = backend.strip().lower()
+    if kind == "smollm2":
+        use_threads(threads)
+    options = {"base_url": base_url, "model": model, "api_key": api_key} if kind == "openai" else {}
     chat = get_chat_backend(backend, **options)
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
     typer.echo(chat.chat(messages, max_tokens=max_tokens, temperature=temperature, seed=seed))
 
 
-def main(argv: Optional[List[str]] = None) -> None:
-    """Entry point: user errors become one line on stderr and exit code 2, never a traceback.
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
 
-    Usage errors (unknown command, missing argument) are handled by click itself, also with exit code 2.
+
+def main(argv: Optional[List[str]] = None) -> None:
+    """Entry point: every error is one line on stderr, never a traceback.
+
+    Exit codes: 0 done; 2 bad input (a :class:`PacketClipError`, a usage error, a file that cannot be read
+    or written); 130 interrupted; 1 an unexpected error (``-v`` shows its traceback).
     """
+    configure_logging(False)
     try:
-        app(args=argv, prog_name="packetclip")
+        rv = app(args=argv, prog_name="packetclip", standalone_mode=False)
+    except _click_errors.NoArgsIsHelpError as err:
+        typer.echo(err.ctx.get_help())
+        sys.exit(0)
+    except _click_errors.ClickException as err:     # usage errors: unknown option, bad value, missing argument
+        hint = ""
+        ctx = getattr(err, "ctx", None)
+        if ctx is not None:
+            hint = f" (see `{ctx.command_path} --help`)"
+        typer.echo(f"packetclip: error: {_one_line(err.format_message())}{hint}", err=True)
+        sys.exit(err.exit_code)
+    except typer.Abort:
+        typer.echo("packetclip: interrupted", err=True)
+        sys.exit(130)
     except PacketClipError as err:
         typer.echo(f"packetclip: error: {err.one_line()}", err=True)
         sys.exit(2)
-    except (FileNotFoundError, IsADirectoryError, PermissionError, NotADirectoryError) as err:
-        name = getattr(err, "filename", None) or ""
-        typer.echo(f"packetclip: error: {name}: {err.strerror or err}", err=True)
+    except OSError as err:          # a file the user named cannot be read or written
+        name = getattr(err, "filename", None)
+        what = _one_line(err.strerror or err)
+        typer.echo(f"packetclip: error: {name}: {what}" if name else f"packetclip: error: {what}", err=True)
         sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("packetclip: interrupted", err=True)
+        sys.exit(130)
+    except Exception as err:  # noqa: BLE001 - the last line of defence against tracebacks for users
+        if _STATE["verbose"]:
+            raise
+        typer.echo(f"packetclip: internal error: {type(err).__name__}: {_one_line(err)[:300]} "
+                   "(rerun with -v for the traceback and please report it)", err=True)
+        sys.exit(1)
+    sys.exit(rv if isinstance(rv, int) else 0)
 
 
 if __name__ == "__main__":

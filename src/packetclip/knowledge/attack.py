@@ -449,8 +449,8 @@ class AttackSource(KnowledgeSource):
 
 def _check_sizes(n_key: int, n_levels: int, per_node: int) -> None:
     if not 1 <= n_key <= 32:
-        raise PacketClipError(f"n_key must be in 1..32, got {n_key}")
+        raise PacketClipError(f"--n-key must be in 1..32, got {n_key}")
     if not 0 <= n_levels <= 6:
-        raise PacketClipError(f"n_levels must be in 0..6, got {n_levels}")
+        raise PacketClipError(f"--levels must be in 0..6, got {n_levels}")
     if not 1 <= per_node <= 8:
-        raise PacketClipError(f"per_node must be in 1..8, got {per_node}")
+        raise PacketClipError(f"--per-node must be in 1..8, got {per_node}")

@@ -70,14 +70,21 @@ MISSIONS: dict[str, MissionSpec] = {
 }
 
 
+# Short spellings people type on a command line (after lower-casing and joining words with "-").
+MISSION_ALIASES = {"recon": "reconnaissance", "brute": "brute-force", "bruteforce": "brute-force",
+                   "denial-of-service": "dos"}
+
+
 def mission_spec(name: str) -> MissionSpec:
-    """Look a mission up by key or label, case/space/underscore-insensitively ("Brute Force" -> brute-force)."""
+    """Look a mission up by key, label or alias, case/space/underscore-insensitively ("Brute Force", "brute_force",
+    "bruteforce", "brute" -> brute-force; "recon" -> reconnaissance)."""
     key = "-".join(str(name).strip().lower().replace("_", " ").replace("-", " ").split())
+    key = MISSION_ALIASES.get(key, key)
     if key in MISSIONS:
         return MISSIONS[key]
     for spec in MISSIONS.values():
         if key == "-".join(spec.label.lower().split()):
             return spec
-    known = ", ".join(MISSIONS)
+    known = ", ".join(MISSIONS) + " (or recon, brute)"
     hint = " (Benign has no mission graph)" if key == "benign" else ""
     raise PacketClipError(f"unknown mission {name!r}{hint}; expected one of: {known}")
