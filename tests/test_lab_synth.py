@@ -339,3 +339,50 @@ def test_draw_lab_traffic(lab, tmp_path):
 
     with pytest.raises(PacketClipError):
         draw_lab_traffic(tmp_path, tmp_path / "none.png")
+
+
+# -- the lab as a workspace -------------------------------------------------------------------------
+
+
+def test_lab_is_a_checked_workspace_of_kind_lab(lab):
+    from packetclip.traffic.workspace import Workspace
+
+    ws = Workspace.open(lab)
+    assert ws.kind == "lab" and ws.manifest["lab"]["config"]["seed"] == SEED
+    counts = ws.check()
+    assert counts["flows.parquet"] == len(ws.flow_ids()) > 0
+    labels = ws.labels()
+    assert labels is not None and set(labels["label"]) == set(FINE_CLASSES)
+
+
+@pytest.mark.parametrize("duration_s", [12.0, 40.0])
+def test_capture_spans_the_requested_duration(tmp_path, duration_s):
+    """Sessions still open at the end used to run on (2m gave 168 s, 1s gave 7 s); the capture is cut there."""
+    res = SynthLab(duration_s=duration_s, seed=SEED).generate(tmp_path / "span", progress=False, ingest=False)
+    ts = np.array([t for t, _ in read_pcap(res.pcap)], dtype=np.int64)
+    span_s = (ts.max() - int(SynthLab(duration_s=duration_s).config.start_unix * 1e6)) / 1e6
+    assert duration_s - 1.0 <= span_s <= duration_s
+    episodes = pd.read_parquet(res.episodes)
+    assert episodes["packets"].sum() == len(ts) and (episodes["end_s"] <= duration_s).all()
+    assert set(episodes.loc[episodes["packets"] > 0, "label"]) == set(FINE_CLASSES)
+
+
+def test_too_short_duration_is_refused_with_the_minimum():
+    from packetclip.errors import PacketClipError
+    from packetclip.lab.synth import MIN_DURATION_S
+
+    with pytest.raises(PacketClipError, match=rf"too short.*at least {MIN_DURATION_S:g}s"):
+        SynthLab(duration_s=1.0)
+
+
+def test_non_empty_folder_is_refused_unless_overwrite(tmp_path):
+    from packetclip.errors import PacketClipError
+
+    out = tmp_path / "busy"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(PacketClipError, match="not empty.*--overwrite"):
+        SynthLab(duration_s=12.0, seed=SEED).generate(out, progress=False, ingest=False)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    res = SynthLab(duration_s=12.0, seed=SEED).generate(out, progress=False, ingest=False, overwrite=True)
+    assert res.pcap.is_file()

@@ -15,6 +15,7 @@ import pandas as pd
 
 from packetclip.errors import PacketClipError
 from packetclip.traffic.labels import FINE_CLASSES
+from packetclip.traffic.workspace import Workspace
 
 # role -> (legend text, colour); benign packets are split by flow direction instead
 _COLOURS = {
@@ -26,24 +27,26 @@ _COLOURS = {
 }
 
 
-def _packet_table(out: Path) -> pd.DataFrame:
+def _packet_table(ws: Workspace) -> pd.DataFrame:
     """packet_number, ts_ns, label, role (+ length, direction) for every packet of the lab capture."""
-    labels_path = out / "packet_labels.parquet"
-    if not labels_path.is_file():
-        raise PacketClipError("not a lab folder (no packet_labels.parquet); run `packetclip lab synth` first",
-                              path=str(out))
-    df = pd.read_parquet(labels_path, columns=["packet_number", "ts_ns", "label", "role"])
-    packets = out / "packets.parquet"
-    if packets.is_file():
-        pk = pd.read_parquet(packets, columns=["packet_number", "length", "direction"])
-        df = df.merge(pk, on="packet_number", how="left")
+    if not ws.has("packet_labels"):
+        raise PacketClipError("not a lab folder (no packet labels); run `packetclip lab synth` first",
+                              path=str(ws.root))
+    df = pd.read_parquet(ws.path("packet_labels"), columns=["packet_number", "ts_ns", "label", "role"])
+    if ws.has_packets():
+        df = df.merge(ws.packets(["packet_number", "length", "direction"]), on="packet_number", how="left")
     else:
-        # not ingested: frame lengths straight from the capture, direction unknown
+        df["length"] = np.nan
+        df["direction"] = 0
+    missing = df["length"].isna().to_numpy()
+    if missing.any():
+        # not ingested (or only each flow's first views stored): frame lengths straight from the capture
         from packetclip.traffic.pcap import open_capture
 
-        lengths = np.concatenate([b.wirelen.copy() for b in open_capture(out / "capture.pcap")] or [np.zeros(0)])
-        df["length"] = lengths[: len(df)]
-        df["direction"] = 0
+        lengths = np.concatenate([b.wirelen.copy() for b in open_capture(ws.path("capture"))] or [np.zeros(0)])
+        numbers = df["packet_number"].to_numpy()
+        df.loc[missing, "length"] = lengths[numbers[missing]]
+        df["direction"] = df["direction"].fillna(0)
     df["label"] = df["label"].astype(str)
     df["role"] = df["role"].astype(str)
     return df
@@ -60,8 +63,9 @@ def draw_lab_traffic(out_dir: str | Path, png_path: str | Path, *, classes: tupl
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-    out = Path(out_dir)
-    df = _packet_table(out)
+    ws = out_dir if isinstance(out_dir, Workspace) else Workspace(out_dir)
+    out = ws.root
+    df = _packet_table(ws)
     present = [c for c in (classes or FINE_CLASSES) if (df["label"] == c).any()]
     if not present:
         raise PacketClipError("the lab folder has no packets of the requested classes", path=str(out))
@@ -107,7 +111,7 @@ def draw_lab_traffic(out_dir: str | Path, png_path: str | Path, *, classes: tupl
         ax.set_ylabel("frame bytes", fontsize=8)
     handles = [Line2D([], [], marker="o", ls="", color=c, label=name) for name, c in _COLOURS.values()]
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
-    fig.suptitle(f"packetclip lab: packets over time per class ({_describe(out)})", fontsize=11)
+    fig.suptitle(f"packetclip lab: packets over time per class ({_describe(ws)})", fontsize=11)
     fig.tight_layout(rect=(0, 0.03, 1, 0.97))
     png = Path(png_path)
     png.parent.mkdir(parents=True, exist_ok=True)
@@ -115,17 +119,17 @@ def draw_lab_traffic(out_dir: str | Path, png_path: str | Path, *, classes: tupl
     return png
 
 
-def _describe(out: Path) -> str:
-    """'synth, seed 7, 300 s' from the folder's lab.json (the folder name when there is none)."""
+def _describe(ws: Workspace) -> str:
+    """'synth, seed 7, 300 s' from the folder's lab metadata (the folder name when there is none)."""
     import json
 
     try:
-        meta = json.loads((out / "lab.json").read_text())
+        meta = json.loads(ws.path("lab_meta").read_text())
         cfg = meta["config"]
         kind = "synth" if "synth" in meta.get("generator", "synth") else meta.get("generator", "lab")
         return f"{kind}, seed {cfg['seed']}, {cfg['duration_s']:g} s"
     except (OSError, KeyError, TypeError, ValueError):
-        return out.name
+        return ws.root.name
 
 
 __all__ = ["draw_lab_traffic"]

@@ -7,11 +7,12 @@ and dnsmasq bound to the server address, captures the bridge with tcpdump, runs 
 whole capture and the attack tools of :func:`packetclip.lab.live_plan.plan_schedule` (each one bounded
 by ``timeout`` and by its own count/time options), then tears everything down — also on Ctrl-C.
 
-Output, in the layout of ``packetclip lab synth``: ``capture.pcap``, ``episodes.parquet`` (the schedule
-with the real run windows and command lines), ``packet_labels.parquet`` (per pcap record, from the
-schedule: client address + run window), and after ingest ``flows.parquet`` with ``label``/``mission``,
-``packets.parquet`` and ``labels.parquet`` (one row per flow). ``lab.json`` holds the config, the
-capture statistics and the safety check (packets with an address outside the lab subnet: must be 0).
+Output, in the workspace layout of ``packetclip lab synth`` (file names are the workspace module's): the
+capture, the episodes (the schedule with the real run windows and command lines), the packet labels (per
+pcap record, from the schedule: client address + run window), and after ingest the flow table with
+``label``/``mission``, the packet table, the flow labels (one row per flow) and a manifest of kind ``"lab"``.
+The lab metadata holds the config, the capture statistics and the safety check (packets with an address
+outside the lab subnet: must be 0). A non-empty output folder is refused unless ``overwrite``.
 """
 
 from __future__ import annotations
@@ -39,11 +40,8 @@ from packetclip.lab.live_plan import (ROLE_ATTACKER, SERVER_IP, SUBNET, Episode,
 from packetclip.lab.live_servers import ServerSpec, prepare_servers
 from packetclip.lab import live_tools
 from packetclip.traffic.labels import FINE_CLASSES, MISSIONS, mission_of
+from packetclip.traffic.workspace import Workspace
 
-CAPTURE = "capture.pcap"
-PACKET_LABELS = "packet_labels.parquet"
-EPISODES = "episodes.parquet"
-FLOW_LABELS = "labels.parquet"
 LOGS = "live-logs"
 NS_PREFIX = "pclab-"
 ROLE_NAMES = ("benign", "attacker", "victim", "other")
@@ -250,13 +248,15 @@ class LiveLab:
             self.config.use_dnsperf = False
         return plan_schedule(self.config)
 
-    def run(self, out_dir: str | Path, *, progress: bool = True, ingest: bool = True) -> LiveResult:
-        """Run the schedule, capture it, label it; everything started is stopped and deleted on exit."""
+    def run(self, out_dir: str | Path, *, progress: bool = True, ingest: bool = True,
+            overwrite: bool = False) -> LiveResult:
+        """Run the schedule, capture it, label it; everything started is stopped and deleted on exit.
+        A non-empty ``out_dir`` is refused unless ``overwrite`` (before anything runs)."""
         live_tools.require_live_environment()
         started = time.perf_counter()
         episodes = self.schedule()                      # refuses a too-short run before writing anything
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        ws = Workspace.create(out_dir, overwrite=overwrite, empty=True)
+        out = ws.root
         logs = out / LOGS
         logs.mkdir(exist_ok=True)
         cleanup_stale_namespaces()
@@ -276,7 +276,7 @@ class LiveLab:
             with LabNetwork([ep.host_ip for ep in episodes]) as net:
                 try:
                     self._start_servers(net, servers, procs, logs)
-                    tcpdump, t0_ns = self._start_capture(net, procs, out / CAPTURE, logs)
+                    tcpdump, t0_ns = self._start_capture(net, procs, ws.path("capture"), logs)
                     capture_info["start_ns"] = t0_ns
                     threads = []
                     for ep in episodes:
@@ -311,19 +311,21 @@ class LiveLab:
                 signal.signal(signal.SIGTERM, old_term)
             except (ValueError, TypeError):
                 pass
-        result = self._write_labels(out, episodes, runs, capture_info)
+        result = self._write_labels(ws, episodes, runs, capture_info)
         result.capture_s = (capture_info["end_ns"] - capture_info["start_ns"]) / 1e9
+        meta = {"generator": "packetclip lab live", "config": asdict(self.config), "stats": result.stats}
         if ingest:
             from packetclip.lab.synth import label_flows
 
-            label_flows(out, progress=progress)
-            result.flows = out / "flows.parquet"
-            result.flow_labels = out / FLOW_LABELS
-        result.summary = summarise(out)
+            label_flows(ws, progress=progress, result=result, lab=meta)
+        result.summary = summarise(ws)
         result.elapsed_s = time.perf_counter() - started
         result.stats["elapsed_s"] = round(result.elapsed_s, 2)
-        (out / "lab.json").write_text(json.dumps({"generator": "packetclip lab live", "config": asdict(self.config),
-                                                  "stats": result.stats}, indent=2, default=list))
+        meta = json.loads(json.dumps(meta, default=list))
+        with ws.atomic("lab_meta") as tmp:
+            tmp.write_text(json.dumps(meta, indent=2))
+        if ingest:
+            ws.update_manifest(lab=meta)
         return result
 
     # -- servers and capture --
@@ -488,7 +490,7 @@ class LiveLab:
 
     # -- labels --
 
-    def _write_labels(self, out: Path, episodes: list[Episode], runs: dict, capture: dict) -> LiveResult:
+    def _write_labels(self, ws: Workspace, episodes: list[Episode], runs: dict, capture: dict) -> LiveResult:
         """Episodes (schedule + real windows) and per-packet labels from client address + time window."""
         from packetclip.traffic.decode import decode_batch
         from packetclip.traffic.pcap import open_capture
@@ -513,7 +515,7 @@ class LiveLab:
         windows = [{"host": ip_to_int(r["host"]), "start_ns": r["start_ns"], "end_ns": r["end_ns"],
                     "benign": r["label"] == "Benign"} for r in rows]
         num_parts, ts_parts, src_parts, dst_parts, v4_parts = [], [], [], [], []
-        pcap = out / CAPTURE
+        pcap = ws.path("capture")
         for batch in open_capture(pcap):
             decode_batch(batch)
             num_parts.append(batch.first_packet_number + np.arange(len(batch), dtype=np.int64))
@@ -546,10 +548,10 @@ class LiveLab:
             "attacker": attackers[pick],
             "victim": victims[pick],
         })
-        pk.to_parquet(out / PACKET_LABELS, index=False)
+        ws.write_table("packet_labels", pk)
         ep_df["packets"] = np.bincount(idx[idx >= 0], minlength=len(rows))[: len(rows)]
         ep_df["attacker_packets"] = np.bincount(idx[(idx >= 0) & (role == ROLE_ATTACKER)], minlength=len(rows))[: len(rows)]
-        ep_df.to_parquet(out / EPISODES, index=False)
+        ws.write_table("episodes", ep_df)
         stats = {
             "packets": int(len(ts)),
             "packets_outside_lab_subnet": int(outside.sum()),
@@ -559,16 +561,17 @@ class LiveLab:
             "attack_packets_outside_run_window": int(((idx >= 0) & ~in_window).sum()),
             **{k: v for k, v in capture.items() if k.startswith("tcpdump_")},
         }
-        return LiveResult(out, pcap, out / PACKET_LABELS, out / EPISODES, packets=int(len(ts)), stats=stats)
+        return LiveResult(ws.root, pcap, ws.path("packet_labels"), ws.path("episodes"), packets=int(len(ts)),
+                          stats=stats)
 
 
-def summarise(out_dir: str | Path) -> list[dict]:
+def summarise(out_dir) -> list[dict]:
     """Per class: episodes, packets and (when the flow table exists) flows."""
-    out = Path(out_dir)
-    ep = pd.read_parquet(out / EPISODES, columns=["label", "packets", "tool"])
+    ws = out_dir if isinstance(out_dir, Workspace) else Workspace(out_dir)
+    ep = pd.read_parquet(ws.path("episodes"), columns=["label", "packets", "tool"])
     flows = None
-    if (out / FLOW_LABELS).is_file():
-        flows = pd.read_parquet(out / FLOW_LABELS, columns=["label"])["label"].astype(str).value_counts()
+    if ws.has("labels"):
+        flows = pd.read_parquet(ws.path("labels"), columns=["label"])["label"].astype(str).value_counts()
     rows = []
     for label in FINE_CLASSES:
         sel = ep[ep["label"] == label]

@@ -3,15 +3,20 @@
 One run draws an IoT network, schedules benign background traffic, benign bursts and at least one
 episode of each of the 9 attack classes, lets each episode's behaviour model write its packets (each
 episode has its own RNG stream derived from the seed, so episodes do not disturb each other), merges all
-episodes by timestamp into ``capture.pcap`` and writes the labels:
+episodes by timestamp into the workspace's capture and writes the labels (all through
+:class:`~packetclip.traffic.workspace.Workspace`, which names the files):
 
-- ``packet_labels.parquet``  one row per pcap record (``packet_number`` = index in the pcap): fine class,
+- packet labels: one row per pcap record (``packet_number`` = index in the pcap): fine class,
   mission, sender role (attacker / victim / benign / other), attacker and victim addresses, episode
-- ``episodes.parquet``       the schedule: episode id, class, tool model, parameters (JSON), start/end,
+- episodes: the schedule: episode id, class, tool model, parameters (JSON), start/end,
   attacker/victim addresses, packet count
-- after ingest (``packetclip.traffic.ingest``): the workspace files ``flows.parquet`` (with ``label`` and
-  ``mission`` columns added) and ``packets.parquet``, plus ``labels.parquet`` with one row per flow.
+- after ingest (``packetclip.traffic.ingest``): the flow table (with ``label``, ``mission`` and ``episode``
+  columns added), the packet table (every packet's view, so flow labels come from all of a flow's
+  packets), the flow labels table (one row per flow) and a manifest of kind ``"lab"``.
 
+The capture spans exactly the requested duration: sessions still open at the end are cut there, as a
+capture stopped at that moment would cut them. Durations below :data:`MIN_DURATION_S` are refused: each of
+the 9 attack episodes needs a few seconds of its own (a shorter request used to produce a longer capture).
 The same seed gives byte-identical files; nothing reads the clock or the global RNG.
 """
 
@@ -34,10 +39,11 @@ from packetclip.lab.packets import ip_text
 from packetclip.lab.scenarios import Ctx, Plan, attack_scenarios, benign_scenarios
 from packetclip.lab.wire import ROLE_NAMES, Trace, Wire
 
-CAPTURE = "capture.pcap"
-PACKET_LABELS = "packet_labels.parquet"
-EPISODES = "episodes.parquet"
-FLOW_LABELS = "labels.parquet"
+from packetclip.traffic.workspace import Workspace
+
+#: Shortest capture ``lab synth`` makes: attack episodes are drawn over at least 5 s each and placed inside the
+#: capture, so below this the schedule could not fit in the time asked for.
+MIN_DURATION_S = 10.0
 
 
 @dataclass
@@ -57,7 +63,10 @@ class SynthConfig:
 
     def validate(self) -> None:
         if not (self.duration_s > 0 and math.isfinite(self.duration_s)):
-            raise PacketClipError(f"duration must be a positive number of seconds, not {self.duration_s}")
+            raise PacketClipError(f"--duration must be a positive number of seconds, not {self.duration_s}")
+        if self.duration_s < MIN_DURATION_S:
+            raise PacketClipError(f"--duration {self.duration_s:g}s is too short: the lab needs at least "
+                                  f"{MIN_DURATION_S:g}s to fit an episode of each attack class")
         if self.duration_s > 24 * 3600:
             raise PacketClipError("duration above 24 h is not supported by the in-memory merge")
         unknown = [c for c in self.classes if c not in FINE_CLASSES]
@@ -157,15 +166,15 @@ class SynthLab:
     # -- generation -------------------------------------------------------------------------------------
 
     def generate(self, out_dir: str | Path, *, progress: bool = True, ingest: bool = True,
-                 ingest_settings=None) -> SynthResult:
-        """Write capture.pcap, packet_labels.parquet, episodes.parquet (and the flow tables when ``ingest``).
+                 ingest_settings=None, overwrite: bool = False) -> SynthResult:
+        """Write the capture, packet labels and episodes (and the flow tables when ``ingest``) into ``out_dir``.
 
+        A non-empty ``out_dir`` is refused unless ``overwrite`` (before anything is generated).
         ``ingest_settings`` (a :class:`packetclip.traffic.ingest.IngestSettings`) changes how the flow table is
         made, e.g. CICFlowMeter's 120 s flow timeout for comparisons with CIC datasets; default: ingest's own.
         """
         started = time.perf_counter()
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        ws = Workspace.create(out_dir, overwrite=overwrite, empty=True)
         net = self.network()
         plans = self.schedule(net)
         seeds = self._streams(len(plans) + 2)[2:]
@@ -193,7 +202,7 @@ class SynthLab:
                     bar.update(task, advance=1, description=f"lab synth: {plan.label:<18} {len(trace):>8,} pkts")
             if bar:
                 bar.update(task, description="lab synth: writing capture")
-            n = _write_capture(out / CAPTURE, traces, records, out / PACKET_LABELS, self.config.start_unix)
+            n = _write_capture(ws, traces, records, self.config.start_unix, self.config.duration_s)
         finally:
             if bar:
                 bar.stop()
@@ -202,13 +211,14 @@ class SynthLab:
         start_ns = int(round(self.config.start_unix * 1e6)) * 1000
         episodes["start_ns"] = start_ns + (episodes["start_s"] * 1e9).round().astype(np.int64)
         episodes["end_ns"] = start_ns + (episodes["end_s"] * 1e9).round().astype(np.int64)
-        episodes.to_parquet(out / EPISODES, index=False)
-        (out / "lab.json").write_text(json.dumps({"generator": "packetclip lab synth",
-                                                  "config": asdict(self.config)}, indent=2, default=list))
-        result = SynthResult(out, out / CAPTURE, out / PACKET_LABELS, out / EPISODES, packets=n)
+        ws.write_table("episodes", episodes)
+        meta = {"generator": "packetclip lab synth", "config": asdict(self.config)}
+        with ws.atomic("lab_meta") as tmp:
+            tmp.write_text(json.dumps(meta, indent=2, default=list))
+        result = SynthResult(ws.root, ws.path("capture"), ws.path("packet_labels"), ws.path("episodes"), packets=n)
         if ingest:
-            label_flows(out, progress=progress, result=result, settings=ingest_settings)
-        result.summary = summarise(out)
+            label_flows(ws, progress=progress, result=result, settings=ingest_settings, lab=meta)
+        result.summary = summarise(ws)
         result.elapsed_s = time.perf_counter() - started
         return result
 
@@ -237,20 +247,27 @@ def _poisson(rng: random.Random, lam: float) -> int:
         k += 1
 
 
-def _write_capture(path: Path, traces: list[Trace], records: list[EpisodeRecord], labels_path: Path,
-                   start_unix: float) -> int:
-    """Merge the episode traces by timestamp into one pcap and write the per-packet labels beside it."""
+def _write_capture(ws: Workspace, traces: list[Trace], records: list[EpisodeRecord], start_unix: float,
+                   duration_s: float) -> int:
+    """Merge the episode traces by timestamp into one pcap, cut at ``duration_s`` (sessions still open then are
+    cut, as a capture stopped at that moment cuts them), and write the per-packet labels beside it. Each
+    record's packet count and end become those of its packets inside the capture."""
     from packetclip.traffic.writer import PcapWriter
 
     sizes = [len(tr) for tr in traces]
-    total = int(sum(sizes))
     ts = np.concatenate([tr.ts_ns for tr in traces]) if traces else np.zeros(0, np.int64)
     episode = np.repeat(np.arange(len(traces), dtype=np.int32), sizes)
     local = np.concatenate([np.arange(s, dtype=np.int64) for s in sizes]) if traces else np.zeros(0, np.int64)
     roles = np.concatenate([tr.roles for tr in traces]) if traces else np.zeros(0, np.int8)
     order = np.argsort(ts, kind="stable")          # ties keep episode order, then the episode's own order
+    order = order[ts[order] <= int(round(duration_s * 1e9))]
+    total = int(order.size)
+    kept = np.bincount(episode[order], minlength=len(records))
+    for record, count in zip(records, kept.tolist()):
+        record.packets = int(count)
+        record.end_s = min(record.end_s, round(duration_s, 6))
     start_ns = int(round(start_unix * 1e6)) * 1000
-    with PcapWriter(path) as writer:
+    with ws.atomic("capture") as tmp, PcapWriter(tmp) as writer:
         for k in order.tolist():
             tr = traces[episode[k]]
             j = local[k]
@@ -271,40 +288,45 @@ def _write_capture(path: Path, traces: list[Trace], records: list[EpisodeRecord]
         "attacker": attackers[ep],
         "victim": victims[ep],
     })
-    df.to_parquet(labels_path, index=False)
+    ws.write_table("packet_labels", df)
     return total
 
 
-def label_flows(out_dir: str | Path, *, progress: bool = True, result: SynthResult | None = None,
-                view_bytes: int = 128, mask: bool = True, settings=None) -> Path:
+def label_flows(out_dir, *, progress: bool = True, result: SynthResult | None = None,
+                view_bytes: int = 128, mask: bool = True, settings=None, lab: dict | None = None) -> Path:
     """Ingest the lab capture into the same folder and label every flow from its packets' labels.
 
     A flow's label is the most frequent attack class among its packets if it has any attack packet, else
-    Benign (``attack_packets`` and ``purity`` say how clear-cut that was). Writes ``labels.parquet`` (one
-    row per flow) and adds ``label``/``mission``/``episode`` columns to ``flows.parquet``.
+    Benign (``attack_packets`` and ``purity`` say how clear-cut that was). Writes the flow labels table (one
+    row per flow), adds ``label``/``mission``/``episode`` columns to the flow table and marks the manifest
+    as a lab workspace (``lab``: what made it). Returns the flow labels path.
     """
     from packetclip.traffic.ingest import IngestSettings, ingest_captures
-    from packetclip.traffic.workspace import FLOWS, PACKETS
 
-    out = Path(out_dir)
+    ws = out_dir if isinstance(out_dir, Workspace) else Workspace(out_dir)
     settings = settings or IngestSettings(view_bytes=view_bytes, mask=mask)
     # flow labels come from every packet's label, so the packet table must hold every packet
     settings = replace(settings, view_packets=None)
-    ingest_captures([out / CAPTURE], out, settings=settings, progress=progress)
-    pk = pd.read_parquet(out / PACKETS, columns=["packet_number", "flow_id"])
-    lab = pd.read_parquet(out / PACKET_LABELS, columns=["packet_number", "label", "episode", "attacker", "victim"])
-    flow_labels = flow_labels_from_packets(pk, lab)
-    flow_labels.to_parquet(out / FLOW_LABELS, index=False)
-    flows = pd.read_parquet(out / FLOWS)
+    # The folder holds the lab's own files (and, with overwrite, an older lab's): the caller vetted it.
+    ingest_captures([ws.path("capture")], ws.root, settings=settings, progress=progress, overwrite=True)
+    pk = ws.packets(["packet_number", "flow_id"])
+    packet_labels = pd.read_parquet(ws.path("packet_labels"),
+                                    columns=["packet_number", "label", "episode", "attacker", "victim"])
+    flow_labels = flow_labels_from_packets(pk, packet_labels)
+    flows = ws.flows()
     for col in ("label", "mission", "episode"):
         if col in flows.columns:
             flows = flows.drop(columns=[col])
     flows = flows.merge(flow_labels[["flow_id", "label", "mission", "episode"]], on="flow_id", how="left")
-    flows.to_parquet(out / FLOWS, index=False)
+    ws.write_flows(flows)
+    labels_path = ws.write_labels(flow_labels)    # after the flows: it records the table it labels
+    if lab is None and ws.has("lab_meta"):
+        lab = json.loads(ws.path("lab_meta").read_text())
+    ws.update_manifest(kind="lab", lab=lab or {})
     if result is not None:
-        result.flows = out / FLOWS
-        result.flow_labels = out / FLOW_LABELS
-    return out / FLOW_LABELS
+        result.flows = ws.flows_path
+        result.flow_labels = labels_path
+    return labels_path
 
 
 def flow_labels_from_packets(packets: pd.DataFrame, packet_labels: pd.DataFrame) -> pd.DataFrame:
@@ -336,14 +358,14 @@ def flow_labels_from_packets(packets: pd.DataFrame, packet_labels: pd.DataFrame)
     return out
 
 
-def summarise(out_dir: str | Path) -> list[dict]:
+def summarise(out_dir) -> list[dict]:
     """Per class: episodes, packets and (when the flow table exists) flows."""
-    out = Path(out_dir)
-    ep = pd.read_parquet(out / EPISODES, columns=["label", "packets"])
+    ws = out_dir if isinstance(out_dir, Workspace) else Workspace(out_dir)
+    ep = pd.read_parquet(ws.path("episodes"), columns=["label", "packets"])
     rows = []
     flows = None
-    if (out / FLOW_LABELS).is_file():
-        flows = pd.read_parquet(out / FLOW_LABELS, columns=["label"])["label"].value_counts()
+    if ws.has("labels"):
+        flows = pd.read_parquet(ws.path("labels"), columns=["label"])["label"].value_counts()
     for label in FINE_CLASSES:
         sel = ep[ep["label"] == label]
         if sel.empty:

@@ -276,9 +276,16 @@ class Workspace:
 
     # --- atomic writes and provenance -----------------------------------------------------------
 
+    @staticmethod
+    def file_name(name: str) -> str:
+        """A file key of :data:`FILES` (``"flows"``, ``"capture"``, ...) as its file name; other names unchanged."""
+        return FILES.get(name, name)
+
     @contextlib.contextmanager
     def atomic(self, name: str) -> Iterator[Path]:
-        """Yield a temporary path beside ``name``; rename it into place only if the block completes."""
+        """Yield a temporary path beside ``name`` (a file name or a key of :data:`FILES`); rename it into place
+        only if the block completes."""
+        name = self.file_name(name)
         target = self.root / name
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
@@ -292,7 +299,9 @@ class Workspace:
                 tmp.unlink()
 
     def write_table(self, name: str, table: pd.DataFrame, *, inputs: Sequence[str] = ()) -> Path:
-        """Write a DataFrame as Parquet atomically; ``inputs`` (file names) are recorded for staleness checks."""
+        """Write a DataFrame as Parquet atomically (``name``: a file name or a key of :data:`FILES`); ``inputs``
+        (file names) are recorded for staleness checks."""
+        name = self.file_name(name)
         with self.atomic(name) as tmp:
             table.to_parquet(tmp, index=False)
         if inputs:
@@ -437,6 +446,12 @@ class Workspace:
 
     def has_packets(self) -> bool:
         return self.packets_path.is_file()
+
+    def packets(self, columns: Sequence[str] = ("packet_number", "flow_id")) -> pd.DataFrame:
+        """Columns of the packet table other than the views (e.g. ``packet_number`` and ``flow_id`` to join
+        per-packet labels); use :meth:`packet_views` for the views."""
+        self._require(PACKETS)
+        return _read_parquet(self.packets_path, columns=list(columns))
 
     def packet_views(self, flow_ids: Sequence[int] | np.ndarray | None = None, *,
                      first_k: int | None = None) -> PacketViews:
