@@ -1,10 +1,17 @@
 # Two commands matter: `make demo` and `make test`. Both create .venv on first use.
+# Quick look: `make demo DURATION=2m ENCODER_MINUTES=1` (lab traffic length; encoder pre-training budget).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench venv clean lab-test
+DURATION ?=
+ENCODER_MINUTES ?=
+# the demo takes seconds; DURATION reads like `lab synth --duration` (90s, 2m, 1h30m) and is converted here
+DEMO_ARGS = $(if $(DURATION),--duration $$($(BIN)/python -c "from packetclip.lab.synth import parse_duration; print(parse_duration('$(DURATION)'))")) \
+	$(if $(ENCODER_MINUTES),--encoder-minutes $(ENCODER_MINUTES))
+
+.PHONY: demo test lint bench venv clean lab-test
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -17,9 +24,13 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m packetclip.demo --out demo-report
+	$(BIN)/python -m packetclip.demo --out demo-report $(DEMO_ARGS)
 
-test: $(STAMP)
+# A lenient linter (syntax errors, undefined names, unused imports; rules in pyproject.toml), before the tests.
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+
+test: lint
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
