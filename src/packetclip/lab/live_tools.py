@@ -36,7 +36,7 @@ LIVE_TOOLS: tuple[Tool, ...] = (
     Tool("ip", "iproute2", "network namespaces, veth pairs, bridge"),
     Tool("ss", "iproute2", "waits until the lab servers listen"),
     Tool("timeout", "coreutils", "hard time bound around every tool run"),
-    Tool("tcpdump", "tcpdump", "captures the lab bridge into capture.pcap"),
+    Tool("tcpdump", "tcpdump", "captures the lab bridge into the lab capture"),
     Tool("nginx", "nginx", "HTTP server (benign web, slowloris and vuln-scan target, HTTP basic auth)"),
     Tool("sshd", "openssh-server", "SSH server (benign sessions, dictionary attack target)"),
     Tool("ssh", "openssh-client", "benign SSH client (key authentication)"),

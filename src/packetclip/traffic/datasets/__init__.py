@@ -8,7 +8,7 @@ from packetclip.traffic.datasets.cic import (
     parse_timestamp_column,
     read_flow_csv,
 )
-from packetclip.traffic.datasets.join import join_labels, join_ndpi, ndpi_count_agreement
+from packetclip.traffic.datasets.join import join_labels, join_ndpi, label_ndpi, ndpi_count_agreement
 from packetclip.traffic.datasets.ndpi import read_ndpi_result, read_ndpi_results
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "canonical_column",
     "join_labels",
     "join_ndpi",
+    "label_ndpi",
     "list_csv_files",
     "ndpi_count_agreement",
     "parse_timestamp_column",

@@ -396,3 +396,84 @@ def _pick_label_column(labelled: pd.DataFrame, label_column: str | None) -> str:
         if name in labelled.columns:
             return name
     raise DatasetFormatError(f"labelled table has no label column (looked for {', '.join(candidates)})")
+
+
+NDPI_LABEL_LEVELS: dict[str, str] = {
+    "master": "ndpi_app_master",    # the protocol nDPI recognised: HTTP, TLS, DNS, Kerberos ...
+    "app": "ndpi_app",              # the application when nDPI names one (Outlook, 1kxun), else the protocol
+    "category": "ndpi_category",    # nDPI's category: Web, Streaming, Network ...
+}
+_NDPI_FLOW_COLUMNS = ("flow_id", "capture", *_FLOW_KEY_COLUMNS, "Timestamp", "vlan")
+
+
+def label_ndpi(workspace, results, *, level: str = "master", progress: bool = True) -> tuple[Path, pd.DataFrame]:
+    """Label a workspace's flows with nDPI's verdict and write them as the workspace's labels.
+
+    ``results``: a folder of ndpiReader outputs named ``<capture>.out`` (as in ``shared/data/ndpi/result``), or
+    a list of such files; only those of the workspace's own captures are read. Flows are matched with
+    :func:`join_ndpi`. ``level`` picks the label: ``master`` (the protocol: HTTP, TLS, DNS; default, since a
+    few dozen classes train and describe better than hundreds of applications), ``app`` or ``category``.
+    nDPI labels have no mission. Flows nDPI does not list get no label row (an unlabelled flow, not a class).
+
+    Returns the labels path and table (flow_id, label, mission, the nDPI columns); the join's counts are in
+    ``table.attrs["packetclip_report"]``.
+    """
+    from packetclip.traffic.datasets.ndpi import read_ndpi_results
+    from packetclip.traffic.workspace import Workspace
+
+    if level not in NDPI_LABEL_LEVELS:
+        raise DatasetFormatError(f"--level must be one of {', '.join(NDPI_LABEL_LEVELS)}, not {level!r}")
+    ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
+    flows = ws.flows(list(_NDPI_FLOW_COLUMNS))
+    _require(flows, ("flow_id", "capture", *_FLOW_KEY_COLUMNS), "the workspace's flow table")
+    captures = sorted(set(_capture_names(flows["capture"])))
+    files = _ndpi_files_for(results, captures)
+    ndpi = read_ndpi_results(files, progress=progress)
+    joined = join_ndpi(flows, ndpi)
+    column = NDPI_LABEL_LEVELS[level]
+    matched = joined[joined["ndpi_matched"].to_numpy(dtype=bool)]
+    label = matched[column].astype(object)
+    if level == "app":
+        label = label.where(label.notna() & (label != ""), matched["ndpi_app_master"])
+    keep = label.notna() & (label.astype(str).str.strip() != "")
+    extra = [c for c in ("ndpi_app_master", "ndpi_app", "ndpi_category", "ndpi_encrypted", "ndpi_hostname",
+                         "ndpi_risks", "ndpi_undetected") if c in matched.columns]
+    table = pd.DataFrame({"flow_id": matched["flow_id"].to_numpy(np.int64), "label": label.astype(str).to_numpy(),
+                          "mission": None})
+    for c in extra:
+        table[c] = matched[c].to_numpy()
+    table = table[keep.to_numpy()].reset_index(drop=True)
+    for c in table.columns:
+        if c in ("ndpi_encrypted", "ndpi_undetected"):
+            table[c] = pd.array(table[c].tolist(), dtype="boolean")
+        elif c != "flow_id":
+            table[c] = table[c].astype("string")
+    path = ws.write_labels(table)
+    table.attrs["packetclip_report"] = {**joined.attrs.get("packetclip_report", {}), "result_files": len(files),
+                                        "labelled_flows": int(len(table)), "level": level}
+    return path, table
+
+
+def _ndpi_files_for(results, captures: list[str]) -> list[Path]:
+    """The ``<capture>.out`` files of ``captures`` in a results folder (or the given files that are theirs)."""
+    if isinstance(results, (str, Path)) and Path(results).is_dir():
+        folder = Path(results)
+        files = [folder / f"{name}.out" for name in captures if (folder / f"{name}.out").is_file()]
+        where = str(folder)
+    elif isinstance(results, (str, Path)):
+        if not Path(results).is_file():
+            raise DatasetFormatError("no such file or folder", path=str(results))
+        files, where = [Path(results)], str(results)
+    else:
+        files = [Path(p) for p in results]
+        missing = [p for p in files if not p.is_file()]
+        if missing:
+            raise DatasetFormatError("no such file", path=str(missing[0]))
+        wanted = {f"{name}.out" for name in captures}
+        files = [p for p in files if p.name in wanted] or files
+        where = "the given files"
+    if not files:
+        shown = ", ".join(f"{c}.out" for c in captures[:3]) + (" ..." if len(captures) > 3 else "")
+        raise DatasetFormatError(f"no ndpiReader result for any capture of this workspace (looked for {shown})",
+                                 path=where)
+    return files
