@@ -14,8 +14,9 @@ Tasks (flow-level; a flow is represented by its first ``k`` packets' masked view
   rather than a few episodes. At most ``--per-class`` flows per class and side.
 
 Pre-training (unless ``--checkpoint``) uses only the training side: the ndpi training captures and the
-training lab captures; test captures are never seen, not even unlabelled. Probe: standardised features,
-``LogisticRegression(class_weight="balanced")``; metric: macro-F1 on the test side.
+training lab captures; test captures are never seen, not even unlabelled. Probe:
+:func:`packetclip.evaluate.probe.linear_probe` (standardised features, balanced logistic regression), the
+probe every stage uses; metric: macro-F1 on the test side.
 
 ``--compare-tokenisation`` instead pre-trains byte patches (4 bytes/token), single bytes and ET-BERT's
 stride-1 bigrams on the same time budget, and reports probe F1 and embedding speed for each (the
@@ -48,18 +49,18 @@ def log(*args) -> None:
 # --- data ------------------------------------------------------------------------------------------------
 def ndpi_workspace(work: Path):
     """Ingest the ndpi captures once (cached in ``work``); return (workspace dir, labelled flows)."""
-    import pandas as pd
 
     from packetclip.traffic.datasets.join import join_ndpi
     from packetclip.traffic.datasets.ndpi import read_ndpi_results
     from packetclip.traffic.ingest import expand_capture_paths, ingest_captures
     from packetclip.traffic.splits import group_split
+    from packetclip.traffic.workspace import Workspace
 
     ws = work / "ndpi"
-    if not (ws / "manifest.json").is_file():
+    if not Workspace(ws).manifest:
         log("ingesting", NDPI_PCAP)
         ingest_captures(expand_capture_paths([NDPI_PCAP]), ws, progress=False)
-    flows = pd.read_parquet(ws / "flows.parquet")
+    flows = Workspace.open(ws).flows()
     joined = join_ndpi(flows, read_ndpi_results(NDPI_RESULT, progress=False))
     joined = joined[joined["ndpi_matched"] & joined["ndpi_category"].notna()]
     joined = joined[~joined["ndpi_category"].isin(["Unknown", "Unspecified", ""])].copy()
@@ -70,18 +71,17 @@ def ndpi_workspace(work: Path):
 
 def lab_workspaces(work: Path, duration_s: float, n_captures: int = 3):
     """``n_captures`` synthetic lab captures per side (train seeds 1.., test seeds 101..), generated once."""
-    import pandas as pd
-
     from packetclip.lab.synth import SynthLab
+    from packetclip.traffic.workspace import Workspace
 
     out = []
     plan = [(s, "train") for s in range(1, n_captures + 1)] + [(100 + s, "test") for s in range(1, n_captures + 1)]
     for seed, split in plan:
         ws = work / f"lab_seed{seed}_{int(duration_s)}s"
-        if not (ws / "labels.parquet").is_file():
+        if not Workspace(ws).has("labels"):
             log(f"lab synth seed {seed} ({duration_s:.0f} s of traffic)")
             SynthLab(duration_s=duration_s, seed=seed).generate(ws, progress=False)
-        flows = pd.read_parquet(ws / "flows.parquet", columns=["flow_id", "file_index", "label"])
+        flows = Workspace.open(ws).labelled_flows(columns=["flow_id", "file_index", "label"])
         flows["capture"] = f"lab{seed}"
         flows["split"] = split
         out.append((ws, flows[flows["label"].notna()].copy()))
@@ -95,12 +95,12 @@ def cap_groups(df, by: list[str], n: int, seed: int):
 
 
 def flow_views(ws: Path, flow_ids: np.ndarray, k: int):
-    """First-k views ``[n, k, L]`` of the given flows, in the order of ``flow_ids``."""
-    from packetclip.encoders.data import first_k_packets, load_views
+    """First-k views ``[n, k, L]`` of the given flows, in the order of ``flow_ids`` (only those flows are read)."""
+    from packetclip.encoders.data import first_k_packets
+    from packetclip.traffic.workspace import Workspace
 
-    views, flow_id, _d, _ts, _f = load_views(ws)
-    keep = np.isin(flow_id, flow_ids)
-    ids, firsts, _ = first_k_packets(views[keep], flow_id[keep], k)
+    pv = Workspace.open(ws).packet_views(flow_ids, first_k=k)
+    ids, firsts, _ = first_k_packets(pv.views, pv.flow_id, k)
     pos = np.searchsorted(ids, flow_ids)
     if not np.array_equal(ids[np.minimum(pos, len(ids) - 1)], flow_ids):
         raise RuntimeError("some labelled flows have no packets in packets.parquet")
@@ -129,16 +129,9 @@ def lens_features(model, firsts: np.ndarray, mode: str, batch_size: int = 256) -
 
 
 def probe_f1(train_x, train_y, test_x, test_y, seed: int = 0) -> float:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import f1_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from packetclip.evaluate.probe import linear_probe
 
-    clf = make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=3000, C=1.0,
-                                                             random_state=seed))
-    clf.fit(train_x, train_y)
-    labels = sorted(set(test_y))
-    return float(f1_score(test_y, clf.predict(test_x), labels=labels, average="macro", zero_division=0))
+    return linear_probe(train_x, train_y, test_x, test_y, seed).macro_f1
 
 
 class Task:
@@ -168,7 +161,9 @@ def build_tasks(work: Path, k: int, per_group: int, per_class: int, lab_seconds:
         tr, te = capped[capped["split"] == "train"], capped[capped["split"] == "test"]
         tasks["ndpi"] = Task("ndpi", flow_views(ws, tr["flow_id"].to_numpy(), k), tr["label"],
                              flow_views(ws, te["flow_id"].to_numpy(), k), te["label"])
-        manifest = json.loads((ws / "manifest.json").read_text())
+        from packetclip.traffic.workspace import Workspace
+
+        manifest = Workspace.open(ws).manifest
         pre_ws.append(ws)
         pre_files.append([c["file_index"] for c in manifest["captures"] if Path(c["path"]).name not in test_captures])
     else:
@@ -249,8 +244,9 @@ def main(argv=None) -> int:
 
     def train(config: LensConfig, name: str):
         settings = PretrainSettings(seed=args.seed, steps=1_000_000)
-        corpus = TrafficCorpus.from_workspaces(pre_ws, view_bytes=config.view_bytes,
-                                               holdout_modulus=settings.holdout_modulus, files=pre_files)
+        # this benchmark's split is by capture (pre_files: the training captures), so every flow of those
+        # captures is used; the test captures are never read here
+        corpus = TrafficCorpus.from_workspaces(pre_ws, view_bytes=config.view_bytes, split=None, files=pre_files)
         from packetclip.encoders.pretrain import time_steps
 
         per_step = time_steps(config, settings, corpus)
@@ -286,8 +282,7 @@ def main(argv=None) -> int:
         config = pretrained.config
     else:
         pretrained = train(config, "pretrained")
-    torch.manual_seed(args.seed)
-    random_init = LensModel(config)
+    random_init = LensModel(config, seed=args.seed)
     scores = evaluate(tasks, {"pretrained": pretrained, "random": random_init, "hist": "hist"}, args.mode, args.seed)
     metrics = {}
     for t in ("ndpi", "lab"):

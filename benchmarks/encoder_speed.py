@@ -39,16 +39,17 @@ def workspace_views(work: Path) -> tuple[np.ndarray, str]:
     """All packet views (capture order) of the ndpi captures, or of a lab capture without them."""
     from packetclip.encoders.data import load_views
     from packetclip.traffic.ingest import expand_capture_paths, ingest_captures
+    from packetclip.traffic.workspace import Workspace
 
     if NDPI_PCAP.is_dir():
         ws = work / "ndpi"
-        if not (ws / "manifest.json").is_file():
+        if not Workspace(ws).manifest:
             ingest_captures(expand_capture_paths([NDPI_PCAP]), ws, progress=False)
         return load_views(ws)[0], "ndpi captures"
     from packetclip.lab.synth import SynthLab
 
     ws = work / "lab_speed"
-    if not (ws / "labels.parquet").is_file():
+    if not Workspace(ws).has("labels"):
         SynthLab(duration_s=120, seed=3).generate(ws, progress=False)
     return load_views(ws)[0], "lab synth capture (120 s)"
 
@@ -56,15 +57,16 @@ def workspace_views(work: Path) -> tuple[np.ndarray, str]:
 class EtBertShaped:
     """BERT-base (ET-BERT's shape) with ET-BERT-style bigram tokens, random weights."""
 
-    def __init__(self, seq_len: int = 128):
+    def __init__(self, seq_len: int = 128, device: str = "cpu"):
         import torch
         from transformers import BertConfig, BertModel
 
         torch.manual_seed(0)
         self.model = BertModel(BertConfig(vocab_size=60005, hidden_size=768, num_hidden_layers=12,
                                           num_attention_heads=12, intermediate_size=3072,
-                                          max_position_embeddings=512)).eval()
+                                          max_position_embeddings=512)).eval().to(device)
         self.seq_len = seq_len
+        self.device = torch.device(device)
 
     def tokens(self, views: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         from packetclip.encoders.data import packet_lengths
@@ -86,9 +88,11 @@ class EtBertShaped:
                 idx = order[s: s + batch_size]
                 width = int(lengths[idx].max())
                 mask = torch.from_numpy((np.arange(width)[None, :] < lengths[idx, None]).astype(np.int64))
-                hidden = self.model(input_ids=torch.from_numpy(ids[idx, :width]), attention_mask=mask).last_hidden_state
+                mask = mask.to(self.device)
+                hidden = self.model(input_ids=torch.from_numpy(ids[idx, :width]).to(self.device),
+                                    attention_mask=mask).last_hidden_state
                 m = mask.unsqueeze(-1).float()
-                out[idx] = ((hidden * m).sum(1) / m.sum(1)).numpy()
+                out[idx] = ((hidden * m).sum(1) / m.sum(1)).cpu().numpy()
         return out
 
 
@@ -113,6 +117,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=15.0, help="Time per side per round.")
     ap.add_argument("--threads", type=int, default=0, help="torch threads for both sides (0: torch's default).")
+    ap.add_argument("--device", default="cpu", help="torch device for both sides (cpu, cuda).")
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "packetclip-bench-encoder")
     args = ap.parse_args(argv)
 
@@ -130,8 +135,9 @@ def main(argv=None) -> int:
     log(f"{len(views):,} views from {source}, {len(distinct):,} distinct; timing on {len(sample):,} distinct views, "
         f"{torch.get_num_threads()} torch threads")
 
-    ours = LensModel.from_pretrained(args.checkpoint) if args.checkpoint else LensModel(LensConfig())
-    bert = EtBertShaped()
+    ours = (LensModel.from_pretrained(args.checkpoint, device=args.device) if args.checkpoint
+            else LensModel(LensConfig(), seed=0).to(args.device))
+    bert = EtBertShaped(device=args.device)
     # warm-up both (first calls allocate)
     ours.embed(sample[:64], batch_size=args.batch_size)
     bert.embed(sample[:8], batch_size=args.batch_size)
@@ -159,6 +165,7 @@ def main(argv=None) -> int:
         "etbert_arch_pkts_per_s": round(bert_rate, 2),
         "ratio": round(ours_rate / bert_rate, 1),
         "threads": torch.get_num_threads(),
+        "device": str(ours.device),
         "distinct_views": int(len(sample)),
         "ours_params": ours.num_parameters(),
         "etbert_arch_params": int(sum(p.numel() for p in bert.model.parameters())),

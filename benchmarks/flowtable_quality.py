@@ -1,7 +1,7 @@
 """Flow-table encoder quality on CIC-IDS2017: linear probes on frozen embeddings.
 
 Same run, same flow-level stratified split (each CSV row is one flow; exact duplicate rows are dropped
-first so no flow appears on both sides), same logistic-regression probe:
+first so no flow appears on both sides), same linear probe (``packetclip.evaluate.probe.linear_probe``: standardised, balanced logistic regression):
   * pretrained  - our flow-table encoder, masked-feature pre-trained on the TRAIN rows only (no labels)
   * random      - the same architecture and normalisation, network left at random init
   * raw         - the raw CICFlowMeter columns, standardised (the classic baseline)
@@ -50,14 +50,10 @@ def load_cic():
 
 
 def probe(train_x, train_y, test_x, test_y, seed: int) -> float:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import f1_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    """macro-F1 of :func:`packetclip.evaluate.probe.linear_probe`, the probe every stage uses."""
+    from packetclip.evaluate.probe import linear_probe
 
-    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000, C=1.0, random_state=seed))
-    clf.fit(train_x, train_y)
-    return float(f1_score(test_y, clf.predict(test_x), average="macro"))
+    return linear_probe(train_x, train_y, test_x, test_y, seed).macro_f1
 
 
 def raw_matrix(df, names):

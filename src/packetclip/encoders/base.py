@@ -223,3 +223,46 @@ def select_rows(have_ids: np.ndarray, rows: np.ndarray, wanted: np.ndarray, what
         raise PacketClipError(f"{len(missing)} requested flow(s) have no {what} (first: {int(missing[0])})",
                               path=None if path is None else str(path))
     return rows[pos]
+
+
+# --- one factory ------------------------------------------------------------------------------------------
+
+#: ``model_type`` in config.json -> ``(module, class)`` with a ``from_pretrained(path, device=...)``.
+ENCODER_TYPES: dict[str, tuple[str, str]] = {
+    "packetclip-lens": ("packetclip.encoders.lens", "LensModel"),
+    "packetclip-flowtable": ("packetclip.encoders.flowtable", "FlowTableEncoder"),
+    "packetclip-etbert": ("packetclip.encoders.etbert", "ETBertEncoder"),
+}
+
+
+def load_encoder(path: str | Path, *, device: str = "cpu"):
+    """Load any saved encoder by the ``model_type`` of its ``config.json`` (HF ``AutoModel`` style).
+
+    Traffic encoders come back as :class:`TrafficEncoder`; a sentence-transformers / Hugging Face text model
+    folder (``modules.json``, or a config.json without a packetclip ``model_type``) as a
+    :class:`~packetclip.encoders.text.TextEncoder`. Older config layouts of our checkpoints still load.
+    """
+    import importlib
+
+    from packetclip.encoders._weights import CONFIG_NAME, read_config
+
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError("encoder folder not found", path=str(path))
+    if (path / "modules.json").is_file():
+        from packetclip.encoders.text import TextEncoder
+
+        return TextEncoder(path, device=device)
+    raw = read_config(path)
+    kind = raw.get("model_type")
+    if kind in ENCODER_TYPES:
+        module, name = ENCODER_TYPES[kind]
+        return getattr(importlib.import_module(module), name).from_pretrained(path, device=device)
+    if isinstance(kind, str) and kind.startswith("packetclip-"):
+        raise CheckpointError(f"{kind!r} is not an encoder (known: {', '.join(ENCODER_TYPES)})",
+                              path=str(path / CONFIG_NAME))
+    if kind is not None:
+        from packetclip.encoders.text import TextEncoder
+
+        return TextEncoder(path, device=device)
+    raise CheckpointError("config.json has no model_type: not a saved encoder", path=str(path / CONFIG_NAME))
