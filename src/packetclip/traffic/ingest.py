@@ -76,7 +76,7 @@ class _FlowTableWriter:
     """Streams finished flows to Parquet in row groups of ``rows_per_group`` (fewer, larger writes are several
     times cheaper than one write per batch); the schema is fixed by the first table."""
 
-    def __init__(self, path: Path, rows_per_group: int = 65_536):
+    def __init__(self, path: Path, rows_per_group: int = 16_384):
         self.path = path
         self.rows_per_group = rows_per_group
         self.writer: pq.ParquetWriter | None = None
