@@ -181,3 +181,33 @@ def test_split_summary_counts():
     assert list(table.columns) == ["train", "val", "test", "total"]
     assert table.loc["a"].tolist() == [1, 0, 1, 2]
     assert table.loc["total"].tolist() == [2, 1, 1, 4]
+
+
+@pytest.mark.parametrize("table, hint", [
+    # an imported CSV: source_file is a per-class/per-day file, not a capture
+    (pd.DataFrame({"flow_id": np.arange(40), "source_file": ["a.csv", "b.csv"] * 20,
+                   "label": ["Benign", "Port Scan"] * 20}), "no capture column"),
+    # one capture: every flow would land in train
+    (pd.DataFrame({"flow_id": np.arange(40), "capture": "one.pcap", "file_index": 0,
+                   "label": ["Benign", "Port Scan"] * 20}), "holds 1 capture"),
+])
+def test_split_by_capture_refused_where_there_are_no_captures_to_split(tmp_path, capsys, table, hint):
+    table.to_parquet(tmp_path / "flows.parquet")
+    with pytest.raises(PacketClipError, match=hint + ".*use --by flow"):
+        split_workspace(tmp_path, by="capture")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["split", str(tmp_path), "--by", "capture"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--by flow" in err and "Traceback" not in err
+    assert not (tmp_path / "splits.parquet").exists()
+    written, _ = split_workspace(tmp_path, by="flow", seed=0)
+    assert set(written["split"]) == set(SPLITS)
+
+
+def test_split_reads_labels_from_the_workspace_labels_table(tmp_path):
+    flows = _captures(n_captures=15)
+    flows.drop(columns=["label"]).to_parquet(tmp_path / "flows.parquet")
+    flows[["flow_id", "label"]].to_parquet(tmp_path / "labels.parquet")       # as `label ndpi` and the lab write
+    _, summary = split_workspace(tmp_path, by="capture", seed=0)
+    assert summary.loc["Benign", "total"] == (flows["label"] == "Benign").sum()
