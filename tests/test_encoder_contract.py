@@ -200,3 +200,21 @@ def test_cuda_gives_the_cpu_embeddings(kind, workspace, tmp_path):
                           settings=PretrainSettings(steps=3, batch_msp=4, batch_pop=4, batch_htp=4, save_every=0),
                           progress=False)
         assert result.steps_done == 3 and np.isfinite(result.history[-1]["total"])
+
+
+def test_one_linear_probe_scores_separable_and_random_features():
+    from packetclip.errors import PacketClipError
+    from packetclip.evaluate.probe import linear_probe
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.array(["a", "b", "c"]), 40)
+    centres = {"a": 0.0, "b": 5.0, "c": 10.0}
+    x = np.stack([np.full(4, centres[c]) for c in y]) + rng.normal(0, 0.5, (len(y), 4))
+    train = np.arange(len(y)) % 2 == 0
+    score = linear_probe(x[train], y[train], x[~train], y[~train], seed=0)
+    assert score.macro_f1 == score.accuracy == 1.0 and (score.n_train, score.n_test, score.n_classes) == (60, 60, 3)
+    noise = linear_probe(rng.normal(size=(60, 4)), y[train], rng.normal(size=(60, 4)), y[~train], seed=0)
+    assert noise.macro_f1 < 0.6
+    assert linear_probe(x[train], y[train], x[~train], y[~train], seed=0) == score   # deterministic
+    with pytest.raises(PacketClipError, match="2 classes"):
+        linear_probe(x[:5], ["a"] * 5, x[5:10], y[5:10])

@@ -4,7 +4,7 @@ Views come from :meth:`packetclip.traffic.workspace.Workspace.packet_views` (the
 bytes of each packet from its IP header on, as ingest wrote them); this module turns them into a per-flow
 index, which is all the encoders need: they never read captures or workspace files themselves.
 
-Which flows a pre-training or evaluation corpus holds is the workspace's split (``splits.parquet``), the
+Which flows a pre-training or evaluation corpus holds is the workspace's split (written by ``packetclip split``), the
 same one probes, alignment and reasoning use; there is no second hold-out rule here.
 """
 

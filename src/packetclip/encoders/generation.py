@@ -1,9 +1,9 @@
 """The generation task: hide a header field of a packet view and let the Lens decoder write it back.
 
 For each field (:data:`packetclip.encoders.corruption.FIELD_SIZES`: TTL / hop limit, IP length, TCP flags,
-TCP window, UDP length) and each sampled packet of a **test-split flow** (the workspace's ``splits.parquet``; pre-training uses
-the train split only), only that field is masked; the decoder generates it
-greedily and we count exact matches of all its bytes. The trivial baseline predicts the field's most
+TCP window, UDP length) and each sampled packet of a **test-split flow** (the workspace's splits;
+pre-training uses the train split only), only that field is masked; the decoder generates it greedily and
+we count exact matches of all its bytes. The trivial baseline predicts the field's most
 frequent value among the packets of the training flows.
 
 Caveat measured separately: a view stops at the packet's end, so for packets shorter than the view the

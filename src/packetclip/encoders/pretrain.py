@@ -20,7 +20,7 @@ RNG seeded with ``(seed, step)`` (the caller's RNG is left as it was), so a run 
 (model, AdamW state, step and history, saved as safetensors + JSON) produces exactly the losses an
 uninterrupted run would. Ctrl-C saves such a checkpoint before it stops the run.
 
-Which flows: the **train** split of each workspace's ``splits.parquet`` (``packetclip split``), the split
+Which flows: the **train** split of each workspace's splits (``packetclip split``), the split
 probes, alignment and reasoning use too; validation losses are measured on the **val** split. A workspace
 without splits is refused in one line unless the caller passes ``all_flows=True`` (then nothing is held out,
 and a warning says so).
