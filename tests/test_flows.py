@@ -581,6 +581,19 @@ def test_first_packets_plugin():
     assert plugin._rows == {}                                                # state released at expiry
 
 
+def test_oldest_open_flow_start():
+    """What the stream's host-context plugin uses to know that a window has no open flow left."""
+    meter = FlowMeter(idle_timeout=10.0)
+    assert meter.oldest_open_ns() is None
+    meter.update(make_batch([udp(0), pkt(2_000_000, A, B, 1, 2, 17, payload=9)]))
+    assert meter.oldest_open_ns() == T0_NS
+    meter.update(make_batch([pkt(11_000_000, A, B, 1, 2, 17, payload=9)]))   # first flow idle 11 s: expired
+    meter.pop_finished()
+    assert meter.n_open == 1 and meter.oldest_open_ns() == T0_NS + 2_000_000_000
+    meter.flush()
+    assert meter.oldest_open_ns() is None
+
+
 def test_bad_input_raises_one_error_type():
     with pytest.raises(PacketClipError):
         FlowMeter(tcp_close="sometimes")

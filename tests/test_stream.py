@@ -16,7 +16,7 @@ from packetclip.lab.synth import SynthLab
 from packetclip.traffic.context import HostContextPlugin, host_context
 from packetclip.traffic.ingest import IngestSettings, ingest_captures
 from packetclip.traffic.pcap import open_capture
-from packetclip.traffic.stream import (FlowExpiry, FlowStream, FlowUpdate, PacketSource, SourceEnd, StreamSettings,
+from packetclip.traffic.stream import (CaptureSource, FlowExpiry, FlowStream, FlowUpdate, PacketSource, SourceEnd, StreamSettings,
                                        ViewsPlugin)
 from packetclip.traffic.workspace import Workspace
 
@@ -152,3 +152,24 @@ def test_a_stream_needs_a_source_and_runs_once(capture):
     assert sum(1 for _ in stream) > 0
     with pytest.raises(PacketClipError, match="once"):
         next(iter(stream))
+
+
+def test_views_with_state_freed_equal_views_with_all_state_kept(capture):
+    """Freeing and compacting the viewer's per-flow TCP state (many expiries with a 5 s idle timeout) changes
+    no view: compare with one viewer that keeps every flow's state for the whole capture."""
+    from packetclip.traffic.views import PacketViewer
+
+    keep_all = PacketViewer()
+    plugin = ViewsPlugin(first_k=None)
+    stream = FlowStream(CaptureSource(capture, batch_packets=500), IngestSettings(idle_timeout=5.0), [plugin])
+    compared, moved = 0, 0
+    for event in stream:
+        if isinstance(event, FlowUpdate):
+            moved = max(moved, plugin.viewer._base)            # state below the oldest open flow was dropped
+            fv = event.extras["views"]
+            rows = np.flatnonzero(event.flow_id >= 0)
+            np.testing.assert_array_equal(fv.rows, rows)
+            np.testing.assert_array_equal(fv.views, keep_all.views(event.batch, event.flow_id, event.direction,
+                                                                   rows=rows))
+            compared += len(rows)
+    assert compared > 10_000 and moved > 100 and plugin.tracked_flows == 0
