@@ -187,7 +187,7 @@ def test_unlabelled_flows_get_label_free_descriptions():
 def test_flow_table_without_columns_is_a_clear_error():
     with pytest.raises(PacketClipError, match="Flow Duration"):
         Describer("rules", concepts=CONCEPTS).describe(flows_table().drop(columns=["Flow Duration"]))
-    with pytest.raises(PacketClipError, match="--per-flow"):
+    with pytest.raises(PacketClipError, match="--texts-per-flow"):
         Describer("rules", per_flow=0)
     with pytest.raises(PacketClipError, match="unknown paraphrase backend"):
         Describer("gpt-99").paraphraser  # noqa: B018
@@ -388,7 +388,7 @@ def test_cli_describe_writes_descriptions_and_figure_6(tmp_path):
     # Labels in labels.parquet, joined on flow_id (as the lab writes them).
     flows.drop(columns=["label"]).to_parquet(ws / "flows.parquet")
     flows[["flow_id", "label"]].to_parquet(ws / "labels.parquet")
-    result = _cli("describe", str(ws), "--backend", "rules", "--per-flow", "2", "--figures", cwd=tmp_path)
+    result = _cli("describe", str(ws), "--backend", "rules", "--texts-per-flow", "2", "--figures", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     table = pd.read_parquet(ws / "descriptions.parquet")
     assert len(table) == 2 * len(flows) and set(table["label"]) == set(flows["label"])
@@ -398,12 +398,30 @@ def test_cli_describe_writes_descriptions_and_figure_6(tmp_path):
             assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
     # --limit spreads the flows over the labels (not the first labels alphabetically); --out is a folder,
     # the workspace keeps its own descriptions table.
-    limited = _cli("describe", str(ws), "--per-flow", "1", "--limit", "10", "--out", str(tmp_path / "d"),
+    limited = _cli("describe", str(ws), "--texts-per-flow", "1", "--limit", "10", "--out", str(tmp_path / "d"),
                    cwd=tmp_path)
     assert limited.returncode == 0, limited.stderr
     copy = pd.read_parquet(tmp_path / "d" / "descriptions.parquet")
     assert len(copy) == 10 and copy["label"].nunique() == 10
     pd.testing.assert_frame_equal(copy, pd.read_parquet(ws / "descriptions.parquet"))
+
+
+def test_limit_spreads_over_labels_not_the_alphabet():
+    from packetclip.language.workspace import balanced_sample
+
+    labels = [f"class {c}" for c in "ABCDEFGHIJ"]
+    flows = pd.DataFrame({"flow_id": np.arange(100), "label": np.repeat(labels, 10)})
+    flows.loc[flows["label"] == "class J", "label"] = ["class J"] * 2 + ["class I"] * 8   # J has 2 rows only
+    five = [balanced_sample(flows, 5, seed=seed)["label"] for seed in range(4)]
+    assert all(s.nunique() == 5 for s in five)
+    assert any(sorted(s) != labels[:5] for s in five) and len({tuple(sorted(s)) for s in five}) > 1
+    twenty = balanced_sample(flows, 20, seed=0)["label"].value_counts()
+    assert len(twenty) == 10 and twenty.sum() == 20 and twenty.max() - twenty.min() <= 1
+    thirty = balanced_sample(flows, 30, seed=0)["label"].value_counts()      # J runs out: the rest spread on
+    assert thirty["class J"] == 2 and thirty.sum() == 30 and thirty.drop("class J").max() <= 4
+    assert balanced_sample(flows, 7, seed=3).equals(balanced_sample(flows, 7, seed=3))
+    unlabelled = balanced_sample(flows.drop(columns=["label"]), 7, seed=0)
+    assert len(unlabelled) == 7 and unlabelled["flow_id"].is_monotonic_increasing
 
 
 def test_cli_describe_bad_input_is_one_line_and_exit_2(tmp_path):

@@ -239,7 +239,7 @@ class Describer:
                  label_col: str = "label", chat=None, chat_options: Mapping[str, Any] | None = None,
                  paraphrase_options: Mapping[str, Any] | None = None, host_context: bool = True):
         if isinstance(per_flow, bool) or not isinstance(per_flow, (int, np.integer)) or per_flow < 1:
-            raise PacketClipError(f"--per-flow (descriptions per flow) must be a positive integer, not {per_flow!r}")
+            raise PacketClipError(f"--texts-per-flow must be a positive integer, not {per_flow!r}")
         self.backend = backend
         self.per_flow = int(per_flow)
         self.seed = int(seed)

@@ -56,13 +56,16 @@ def balanced_sample(flows: pd.DataFrame, limit: int | None, *, seed: int = 0, la
         open_groups = [k for k in groups if quota[k] < len(groups[k])]
         if not open_groups:
             break
-        share = max(1, remaining // len(open_groups))
+        if remaining < len(open_groups):
+            # fewer seats than labels: a seeded draw decides which labels get one, never the alphabet
+            for i in rng.choice(len(open_groups), size=remaining, replace=False):
+                quota[open_groups[int(i)]] += 1
+            break
+        share = remaining // len(open_groups)
         for k in open_groups:
-            n = min(share, len(groups[k]) - quota[k], remaining)
+            n = min(share, len(groups[k]) - quota[k])
             quota[k] += n
             remaining -= n
-            if remaining == 0:
-                break
     for k, n in quota.items():
         take.extend(groups[k][:n].tolist())
     return flows.iloc[sorted(take)]
