@@ -39,15 +39,15 @@ def stage_lab(run: DemoRun) -> None:
     from packetclip.lab.synth import SynthLab
 
     lab = SynthLab(duration_s=run.duration_s, seed=run.seed)
-    result = lab.generate(run.workspace, progress=True)
+    result = lab.generate(run.workspace, progress=True, overwrite=True)   # the demo folder is its own
     run.state["lab"] = result
-    from packetclip.traffic.ingest import Workspace, summary_rows
+    from packetclip.traffic.workspace import Workspace
 
     ws = Workspace.open(run.workspace)
     run.report.section("1. Lab traffic and ingest",
                        f"`packetclip lab synth --duration {int(run.duration_s)}s --seed {run.seed}` wrote a labelled "
                        f"capture of a small IoT network; `packetclip ingest` turned it into flows and masked packet views.")
-    run.report.table(["what", "value"], summary_rows(ws))
+    run.report.table(["what", "value"], ws.summary_rows())
     flows = ws.flows(columns=["label", "mission"])
     counts = flows.groupby(["mission", "label"]).size().reset_index(name="flows")
     run.report.table(["mission", "class", "flows"], counts.values.tolist())
@@ -109,19 +109,16 @@ def stage_descriptions(run: DemoRun) -> None:
 
 
 def stage_encoder(run: DemoRun) -> None:
-    """Pre-train a tiny Lens packet encoder on the lab workspace, then probe its frozen flow embeddings."""
+    """Pre-train a tiny Lens packet encoder on the lab workspace's train split, then probe its frozen flow
+    embeddings: the probe is fitted on train flows and scored on test flows, which pre-training never saw."""
     import numpy as np
-    import pandas as pd
-    import torch
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import f1_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     from packetclip.encoders.lens import LensModel
     from packetclip.encoders.pretrain import pretrain_default
+    from packetclip.evaluate.probe import linear_probe
+    from packetclip.traffic.workspace import Workspace
 
-    torch.manual_seed(run.seed)
+    ws = Workspace.open(run.workspace)
     model_dir = run.out / "models" / "lens-tiny"
     result = pretrain_default(run.workspace, model_dir, minutes=run.encoder_minutes, seed=run.seed, progress=True)
     last = result.history[-1] if result.history else {}
@@ -136,30 +133,30 @@ def stage_encoder(run: DemoRun) -> None:
     if curves.is_file():
         run.report.figure(curves, "pre-training loss curves of the three objectives")
 
-    # linear probe on frozen flow embeddings, split by flow (splits.parquet from the split stage)
-    splits = pd.read_parquet(run.workspace / "splits.parquet", columns=["flow_id", "split"])
-    labels = pd.read_parquet(run.workspace / "flows.parquet", columns=["flow_id", "label"])
-    table = splits.merge(labels, on="flow_id")
-    rng = np.random.default_rng(run.seed)
-    per_class = table.groupby("label", group_keys=False)[["flow_id", "split", "label"]].apply(
-        lambda g: g.sample(n=min(len(g), 400), random_state=run.seed))
-    per_class = per_class[per_class["split"].isin(["train", "test"])].sort_values("flow_id")
-    del rng
+    # Linear probe on frozen flow embeddings. The split stage split by flow; pre-training read only its train
+    # flows, so the test flows the probe is scored on were never seen by the encoder.
+    table = ws.splits()[["flow_id", "split"]].merge(ws.labels()[["flow_id", "label"]], on="flow_id")
+    table = table[table["split"].isin(["train", "test"])]
+    per_class = table.groupby(["split", "label"], group_keys=False)[["flow_id", "split", "label"]].apply(
+        lambda g: g.sample(n=min(len(g), 400 if g.name[0] == "train" else 100), random_state=run.seed))
+    per_class = per_class.sort_values("flow_id")
+    train = per_class["split"].to_numpy() == "train"
+    if np.intersect1d(per_class["flow_id"].to_numpy()[~train], ws.split_flow_ids("train")).size:
+        raise RuntimeError("probe test flows overlap the pre-training flows")   # cannot happen: splits are disjoint
+    y = per_class["label"].to_numpy()
     rows = []
-    for name, model in (("pre-trained", LensModel.from_pretrained(model_dir)),
-                        ("random init", LensModel(LensModel.from_pretrained(model_dir).config))):
+    pretrained = LensModel.from_pretrained(model_dir)
+    for name, model in (("pre-trained", pretrained), ("random init", LensModel(pretrained.config, seed=run.seed))):
         model.eval()
-        ids, emb = model.embed_workspace(run.workspace, flow_ids=per_class["flow_id"].to_numpy())
-        train = per_class["split"].to_numpy() == "train"
-        y = per_class["label"].to_numpy()
-        probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-        probe.fit(emb[train], y[train])
-        f1 = f1_score(y[~train], probe.predict(emb[~train]), average="macro")
-        rows.append([name, int(train.sum()), int((~train).sum()), round(float(f1), 3)])
-        run.report.record(**{f"demo_probe_f1_{name.replace(' ', '_').replace('-', '_')}": round(float(f1), 4)})
+        emb = model.embed_flows(ws, per_class["flow_id"].to_numpy())
+        score = linear_probe(emb[train], y[train], emb[~train], y[~train], seed=run.seed)
+        rows.append([name, score.n_train, score.n_test, round(score.macro_f1, 3)])
+        run.report.record(**{f"demo_probe_f1_{name.replace(' ', '_').replace('-', '_')}": round(score.macro_f1, 4)})
     run.report.section("6. Linear probe on frozen flow embeddings",
                        "Logistic regression on the encoder's pooled embedding of each flow's first packets, "
-                       "10 lab classes, split by flow (up to 400 flows per class), macro F1 on the test split.")
+                       "10 lab classes. The encoder was pre-trained on the train-split flows only; the probe is "
+                       "fitted on train flows (up to 400 per class) and scored on test flows (up to 100 per "
+                       "class) that pre-training never saw; macro F1.")
     run.report.table(["encoder", "train flows", "test flows", "macro F1"], rows)
 
 
