@@ -57,7 +57,7 @@ def lab_rows(duration: float, seed: int, work: Path) -> pd.DataFrame | None:
         return None
     out = work / f"synth_{int(duration)}s_seed{seed}"
     if not (out / "flows.parquet").is_file():
-        SynthLab(duration_s=duration, seed=seed).generate(out, progress=False)
+        SynthLab(duration_s=duration, seed=seed).generate(out, progress=False, overwrite=True)   # a partial cache
     return pd.read_parquet(out / "flows.parquet")
 
 

@@ -80,7 +80,7 @@ def lab_workspaces(work: Path, duration_s: float, n_captures: int = 3):
         ws = work / f"lab_seed{seed}_{int(duration_s)}s"
         if not Workspace(ws).has("labels"):
             log(f"lab synth seed {seed} ({duration_s:.0f} s of traffic)")
-            SynthLab(duration_s=duration_s, seed=seed).generate(ws, progress=False)
+            SynthLab(duration_s=duration_s, seed=seed).generate(ws, progress=False, overwrite=True)
         flows = Workspace.open(ws).labelled_flows(columns=["flow_id", "file_index", "label"])
         flows["capture"] = f"lab{seed}"
         flows["split"] = split

@@ -50,7 +50,7 @@ def workspace_views(work: Path) -> tuple[np.ndarray, str]:
 
     ws = work / "lab_speed"
     if not Workspace(ws).has("labels"):
-        SynthLab(duration_s=120, seed=3).generate(ws, progress=False)
+        SynthLab(duration_s=120, seed=3).generate(ws, progress=False, overwrite=True)
     return load_views(ws)[0], "lab synth capture (120 s)"
 
 

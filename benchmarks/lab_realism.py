@@ -55,7 +55,8 @@ def lab_flows(duration: float, seeds: list[int], cache: Path, progress: bool, me
     for seed in seeds:
         out = cache / f"synth_{int(duration)}s_seed{seed}_{meter}_{_lab_code_hash()}"
         if not (out / "flows.parquet").is_file() or not (out / "labels.parquet").is_file():
-            SynthLab(duration_s=duration, seed=seed).generate(out, progress=progress, ingest_settings=settings)
+            SynthLab(duration_s=duration, seed=seed).generate(out, progress=progress, ingest_settings=settings,
+                                                              overwrite=True)
         df = pd.read_parquet(out / "flows.parquet")
         df["episode"] = df["episode"].astype(str) + f"@{seed}"
         frames.append(df)
