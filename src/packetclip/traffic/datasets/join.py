@@ -455,25 +455,25 @@ def label_ndpi(workspace, results, *, level: str = "master", progress: bool = Tr
 
 
 def _ndpi_files_for(results, captures: list[str]) -> list[Path]:
-    """The ``<capture>.out`` files of ``captures`` in a results folder (or the given files that are theirs)."""
-    if isinstance(results, (str, Path)) and Path(results).is_dir():
-        folder = Path(results)
-        files = [folder / f"{name}.out" for name in captures if (folder / f"{name}.out").is_file()]
-        where = str(folder)
-    elif isinstance(results, (str, Path)):
-        if not Path(results).is_file():
-            raise DatasetFormatError("no such file or folder", path=str(results))
-        files, where = [Path(results)], str(results)
-    else:
-        files = [Path(p) for p in results]
-        missing = [p for p in files if not p.is_file()]
-        if missing:
-            raise DatasetFormatError("no such file", path=str(missing[0]))
-        wanted = {f"{name}.out" for name in captures}
-        files = [p for p in files if p.name in wanted] or files
-        where = "the given files"
-    if not files:
-        shown = ", ".join(f"{c}.out" for c in captures[:3]) + (" ..." if len(captures) > 3 else "")
+    """The ndpiReader outputs of ``captures``: ``<capture>.out`` in each given folder, and the given files that
+    are theirs (all given files when none is named after a capture)."""
+    items = [results] if isinstance(results, (str, Path)) else list(results)
+    wanted = {f"{name}.out" for name in captures}
+    found: list[Path] = []
+    given: list[Path] = []
+    for item in map(Path, items):
+        if item.is_dir():
+            found.extend(item / name for name in sorted(wanted) if (item / name).is_file())
+        elif item.is_file():
+            given.append(item)
+        else:
+            raise DatasetFormatError("no such nDPI result file or folder", path=str(item))
+    found.extend(p for p in given if p.name in wanted)
+    if not found and given:
+        found = given
+    if not found:
+        shown = ", ".join(sorted(wanted)[:3]) + (" ..." if len(wanted) > 3 else "")
+        where = str(items[0]) if len(items) == 1 else None
         raise DatasetFormatError(f"no ndpiReader result for any capture of this workspace (looked for {shown})",
                                  path=where)
-    return files
+    return list(dict.fromkeys(found))
