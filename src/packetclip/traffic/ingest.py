@@ -111,9 +111,17 @@ class _FlowTableWriter:
             repeated = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
                         or pa.types.is_dictionary(f.type)]
             self.writer = pq.ParquetWriter(self.path, schema, use_dictionary=repeated)
-        tables = [t if t.schema.equals(self.writer.schema) else t.cast(self.writer.schema) for t in self.pending]
+        tables = [self._conform(t) for t in self.pending]
         self.writer.write_table(pa.concat_tables(tables))
         self.pending, self.pending_rows = [], 0
+
+    def _conform(self, table: pa.Table) -> pa.Table:
+        schema = self.writer.schema
+        if table.schema.equals(schema):
+            return table
+        if table.schema.names == schema.names and all(a.type == b.type for a, b in zip(table.schema, schema)):
+            return pa.Table.from_arrays(table.columns, schema=schema)   # only nullability differs: no cast
+        return table.cast(schema)
 
     def close(self, empty_columns: Iterable[str]) -> None:
         self._drain()
