@@ -323,3 +323,16 @@ def test_label_ndpi_command_is_wired_or_says_so(tmp_path):
     from packetclip.traffic.workspace import Workspace
 
     assert Workspace.open(tmp_path / "ws").is_labelled()
+
+
+def test_7_server_rejects_out_of_range_ports_in_one_line():
+    from packetclip.errors import PacketClipError
+    from packetclip.language.chat import ChatBackend
+    from packetclip.language.server import ChatServer
+
+    class Echo(ChatBackend):
+        name = "echo"
+
+    for port in (99999, -1):
+        with pytest.raises(PacketClipError, match="--port must be in 1..65535"):
+            ChatServer(Echo(), port=port)

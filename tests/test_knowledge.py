@@ -468,3 +468,28 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, cache_dir, args):
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("packetclip: error:") and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("spelling,key", [("recon", "reconnaissance"), ("RECON", "reconnaissance"),
+                                          ("brute", "brute-force"), ("bruteforce", "brute-force"),
+                                          ("brute_force", "brute-force"), ("Brute Force", "brute-force"),
+                                          ("Denial of Service", "dos")])
+def test_mission_short_spellings(spelling, key):
+    assert mission_spec(spelling).key == key
+
+
+def test_knowledge_cache_follows_the_one_cache_helper(monkeypatch, tmp_path):
+    """ATT&CK corpus and chat models live under util.cache.cache_dir, read at call time (not import time)."""
+    from packetclip.knowledge.attack import default_cache_dir
+    from packetclip.language.chat import default_model_cache_dir
+    from packetclip.util.cache import cache_dir as shared_cache_dir
+
+    monkeypatch.setenv("PACKETCLIP_CACHE", str(tmp_path))
+    assert default_cache_dir() == shared_cache_dir("knowledge") == tmp_path / "knowledge"
+    assert default_model_cache_dir() == tmp_path / "models"
+
+
+def test_size_errors_name_the_cli_flags():
+    for kwargs, flag in (({"n_key": 0}, "--n-key"), ({"n_levels": 7}, "--levels"), ({"per_node": 9}, "--per-node")):
+        with pytest.raises(PacketClipError, match=flag):
+            AttackSource().build("dos", **kwargs)

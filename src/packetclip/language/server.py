@@ -42,10 +42,13 @@ class ChatServer(ThreadingHTTPServer):
         self.log = log
         self.requests_served = 0
         self._count_lock = threading.Lock()
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            # the socket layer would raise OverflowError with a traceback-shaped message
+            raise PacketClipError(f"--port must be in 1..65535 (0 from Python: any free port), got {port!r}")
         try:
             super().__init__((host, port), _Handler)
-        except OSError as err:
-            raise PacketClipError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
+        except (OSError, OverflowError) as err:
+            raise PacketClipError(f"cannot listen on {host}:{port}: {getattr(err, 'strerror', None) or err}") from None
 
     @property
     def url(self) -> str:
