@@ -208,3 +208,12 @@ def test_unlabelled_capture_is_described_without_labels(ws, tmp_path):
     assert not texts.str.contains("network traffic of|Concepts:", regex=True).any()
     pd.testing.assert_frame_equal(ws.descriptions(), table)
     assert (tmp_path / "report" / "descriptions.parquet").is_file()
+
+
+def test_relabelling_a_lab_or_capture_workspace_keeps_it_checkable(ws):
+    from packetclip.traffic.datasets import label_ndpi
+
+    label_ndpi(ws, NDPI / "result", progress=False)
+    ws.update_manifest(note="labelled once")         # the manifest is rewritten while labels exist
+    label_ndpi(ws, NDPI / "result", level="category", progress=False)
+    assert ws.check()["flows.parquet"] == 36 and ws.is_labelled()

@@ -164,10 +164,11 @@ class Workspace:
             raise WorkspaceError(f"manifest.json is damaged ({err})", path=str(path)) from None
 
     def write_manifest(self, manifest: dict) -> None:
-        """Write the manifest atomically, recording the fingerprints of the primary tables it describes."""
+        """Write the manifest atomically, recording the fingerprints of the primary tables it describes (flows and
+        packets; labels are relabelled later, e.g. by ``packetclip label ndpi``, and carry their own provenance)."""
         manifest = dict(manifest)
         manifest["files"] = {name: file_fingerprint(self.root / name)
-                             for name in (FLOWS, PACKETS, LABELS) if (self.root / name).is_file()}
+                             for name in (FLOWS, PACKETS) if (self.root / name).is_file()}
         with self.atomic(MANIFEST) as tmp:
             tmp.write_text(json.dumps(manifest, indent=2, default=str))
 
