@@ -265,7 +265,11 @@ class Workspace:
             if "Protocol" in names:
                 protos = self.flows(["Protocol"])["Protocol"].value_counts()
                 rows.append(("flows by protocol", ", ".join(f"{protocol_name(k)} {v:,}" for k, v in protos.items())))
-        labels = self.labels() if self.is_labelled() else None
+        try:
+            labels = self.labels() if self.is_labelled() else None
+        except StaleFileError:
+            labels = None
+            rows.append(("labels", "stale (the flows changed since; label the workspace again)"))
         if labels is not None and "label" in labels.columns:
             counts = labels["label"].value_counts()
             rows.append(("flows by label", ", ".join(f"{k} {v:,}" for k, v in counts.items())))
