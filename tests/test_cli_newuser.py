@@ -304,25 +304,23 @@ def test_reingest_needs_overwrite(lab, tmp_path):
     assert code == 2 and "--overwrite" in one_error_line(err)
 
 
-def test_label_ndpi_command_is_wired_or_says_so(tmp_path):
+def test_3_label_ndpi_then_describe_and_split_see_the_labels(tmp_path):
     pcap = SHARED / "ndpi" / "pcap" / "dns.pcap"
-    result = SHARED / "ndpi" / "result" / "dns.pcap.out"
     if not pcap.is_file():
         pytest.skip("../shared/data/ndpi not present")
     code, _, err = cli("ingest", pcap, "--out", tmp_path / "ws", "-q")
     assert code == 0, err
     code, out, err = cli("describe", tmp_path / "ws", "--texts-per-flow", "1", "-q")   # unlabelled: label-free
     assert code == 0, err
-    code, out, err = cli("label", "ndpi", tmp_path / "ws", result)
-    from packetclip.traffic import datasets
-
-    if not hasattr(datasets, "label_ndpi"):
-        assert code == 2 and "label_ndpi" in one_error_line(err)
-        pytest.skip("packetclip.traffic.datasets.label_ndpi not there yet")
+    assert "(unlabelled)" in out
+    code, out, err = cli("label", "ndpi", tmp_path / "ws", SHARED / "ndpi" / "result")
     assert code == 0, err
-    from packetclip.traffic.workspace import Workspace
-
-    assert Workspace.open(tmp_path / "ws").is_labelled()
+    assert "flows labelled" in out and "DNS" in out
+    code, out, err = cli("describe", tmp_path / "ws", "--texts-per-flow", "1", "-q")
+    assert code == 0, err
+    assert "DNS" in out
+    code, _, err = cli("label", "ndpi", tmp_path / "ws", tmp_path / "nothing-here")
+    assert code == 2 and "nothing-here" in one_error_line(err)
 
 
 def test_7_server_rejects_out_of_range_ports_in_one_line():

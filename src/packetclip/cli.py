@@ -476,36 +476,37 @@ app.add_typer(label_app, name="label")
 @label_app.command("ndpi")
 def label_ndpi_command(
     workspace: Path = typer.Argument(..., help="Workspace ingested from the captures the results describe."),
-    results: List[Path] = typer.Argument(..., help="nDPI result files (*.pcap.out) or folders of them."),
+    results: List[Path] = typer.Argument(..., help="nDPI result files (<capture>.out) or folders of them."),
+    level: str = typer.Option("master", "--level", help="Label by master protocol (HTTP, TLS, DNS), app or category."),
+    quiet: bool = typer.Option(False, "--quiet/--no-quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Label a workspace's flows with nDPI ground truth (application protocol per flow, joined by 5-tuple).
+    """Label a workspace's flows with nDPI ground truth (protocol per flow, joined by 5-tuple).
 
-    Writes the workspace's labels table, so `describe`, `split` and training see the labels.
+    Writes the workspace's labels table, so `describe`, `split` and training see the labels; flows nDPI
+    does not list stay unlabelled.
 
     Example: packetclip label ndpi ws/ndpi ../shared/data/ndpi/result
     """
-    from packetclip.traffic import datasets
+    from rich.console import Console
 
+    from packetclip.traffic.datasets import label_ndpi
+
+    if level not in ("master", "app", "category"):
+        raise typer.BadParameter(f"must be master, app or category, not {level!r}", param_hint="'--level'")
     ws = _open_workspace(workspace)
     for path in results:
         if not path.exists():
             raise PacketClipError("no such nDPI result file or folder", path=str(path))
-    label_ndpi = getattr(datasets, "label_ndpi", None)
-    if label_ndpi is None:
-        raise PacketClipError("this build has no nDPI labelling yet (packetclip.traffic.datasets.label_ndpi)")
-    report = label_ndpi(ws, results if len(results) > 1 else results[0])
-    _echo_report(report, "labelled")
-
-
-def _echo_report(report, what: str) -> None:
-    """One summary line from whatever a library function returned (a dict of counts, a table, or nothing)."""
-    if isinstance(report, dict):
-        typer.echo(f"{what}: " + ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}"
-                                           for k, v in report.items() if not isinstance(v, (dict, list))))
-    elif hasattr(report, "__len__") and not isinstance(report, (str, Path)):
-        typer.echo(f"{what}: {len(report):,} flows")
-    else:
-        typer.echo(f"{what}: {report}")
+    target, table = label_ndpi(ws, results if len(results) > 1 else results[0], level=level, progress=not quiet)
+    report = table.attrs.get("packetclip_report", {})
+    flows = len(ws.flow_ids()) if hasattr(ws, "flow_ids") else None
+    console = Console()
+    console.print(f"{len(table):,} flows labelled" + (f" of {flows:,}" if flows is not None else "")
+                  + f" from {report.get('result_files', '?')} nDPI result file(s) ({level}) -> {target}")
+    if len(table):
+        counts = table["label"].value_counts()
+        top = ", ".join(f"{k} {v:,}" for k, v in counts.head(12).items())
+        console.print(f"labels: {top}" + (f", ... ({len(counts)} in all)" if len(counts) > 12 else ""))
 
 
 # --- traffic: leakage-safe splits ---------------------------------------------------------------
@@ -922,6 +923,127 @@ def llm_chat(
 
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
+
+
+# --- align: traffic-language alignment, zero-shot evaluation, natural-language search (issue 10) ------
+
+align_app = _typer("Align traffic with language: train the projection heads, evaluate zero-shot (Table 1, Figure 7).")
+app.add_typer(align_app, name="align")
+
+
+def _choice(value: str, allowed: tuple, flag: str) -> str:
+    if value not in allowed:
+        raise typer.BadParameter(f"must be one of {', '.join(allowed)}, not {value!r}", param_hint=f"'{flag}'")
+    return value
+
+
+@align_app.command("train")
+def align_train(
+    workspace: Path = typer.Argument(..., help="A described (`packetclip describe`) and split workspace."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the alignment (config.json + model.safetensors)."),
+    traffic: str = typer.Option("packet", "--traffic", help="Traffic side: packet | packet+context | flow."),
+    heads: str = typer.Option("both", "--heads", help="Trained heads: none (temperature only) | packet | both."),
+    encoder: Optional[Path] = typer.Option(None, "--encoder", help="Traffic encoder folder (Lens for packet sides, "
+                                           "flow-table for flow; flow without it fits one on the training flows)."),
+    steps: int = typer.Option(3000, "--steps", min=1, help="Optimiser steps (paper: 3,000)."),
+    batch_size: int = typer.Option(128, "--batch-size", min=2, help="Pairs per batch (paper: 128)."),
+    lr: float = typer.Option(5e-4, "--lr", callback=_positive, help="Adam learning rate (> 0; paper: 5e-4)."),
+    loss: str = typer.Option("multi-positive", "--loss", help="multi-positive (same-class pairs are positives) | clip."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the heads' initialisation and of every batch."),
+    threads: Optional[int] = _threads_option(),
+) -> None:
+    """Train the traffic and text heads and the temperature on cached frozen embeddings (train split).
+
+    Example: packetclip align train ws/ --traffic packet --heads both --encoder models/lens-tiny --out models/align
+    """
+    from packetclip.align.model import HEADS, TRAFFIC_KINDS
+
+    _choice(traffic, TRAFFIC_KINDS, "--traffic")
+    _choice(heads, HEADS, "--heads")
+    _choice(loss, ("multi-positive", "clip"), "--loss")
+    _open_workspace(workspace, packets=traffic != "flow")
+    if out.exists() and not out.is_dir():
+        raise PacketClipError("--out must be a folder", path=str(out))
+    if encoder is not None and not encoder.is_dir():
+        raise PacketClipError("no such encoder folder", path=str(encoder))
+    use_threads(threads)
+    from packetclip.align.api import train_alignment
+    from packetclip.align.train import TrainSettings
+
+    settings = TrainSettings(steps=steps, batch_size=batch_size, lr=lr, multi_positive=loss == "multi-positive",
+                             seed=seed)
+    _, history, info = train_alignment(workspace, out, traffic=traffic, heads=heads, encoder=encoder,
+                                       settings=settings)
+    last = history[-1] if history else {}
+    typer.echo(f"{info['flows']:,} flows, {info['descriptions']:,} descriptions; {steps} steps in "
+               f"{info['train_seconds']:.1f} s; loss {last.get('loss', float('nan')):.3f} (clip "
+               f"{last.get('loss_clip', float('nan')):.3f}, multi-positive {last.get('loss_multi_positive', float('nan')):.3f})")
+    typer.echo(f"model: {out}")
+
+
+@align_app.command("eval")
+def align_eval(
+    model: Path = typer.Argument(..., help="Alignment folder written by `packetclip align train`."),
+    workspace: Path = typer.Argument(..., help="The described, split workspace to evaluate on (test split)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for table1.md and figure7.png (default: MODEL/eval)."),
+    encoder: Optional[Path] = typer.Option(None, "--encoder", help="Traffic encoder folder, if it moved since training "
+                                           "(must be the same encoder)."),
+    curves: bool = typer.Option(True, "--curves/--no-curves", help="Train heads none/packet/both for Figure 7."),
+    steps: int = typer.Option(3000, "--steps", min=1, help="Steps of each Figure 7 run."),
+    eval_every: int = typer.Option(250, "--eval-every", min=1, help="Figure 7 evaluates zero-shot every N steps."),
+    threads: Optional[int] = _threads_option(),
+) -> None:
+    """Zero-shot top-1/top-5 over the 10 class names next to a linear probe and XGBoost: Table 1 (Markdown)
+    and Figure 7 (PNG).
+
+    Example: packetclip align eval models/align ws/ --out report/
+    """
+    if not model.is_dir():
+        raise PacketClipError("no such model folder", path=str(model))
+    _open_workspace(workspace)
+    use_threads(threads)
+    from packetclip.align.api import run_eval
+
+    result = run_eval(model, workspace, out or model / "eval", encoder=encoder, curves=curves, steps=steps,
+                      eval_every=eval_every)
+    typer.echo(result["table"].rstrip())
+    typer.echo(f"table: {result['table_path']}" + (f"  figure: {result['figure_path']}" if "figure_path" in result else ""))
+
+
+@app.command("search")
+def search_flows(
+    workspace: Path = typer.Argument(..., help="Workspace whose flows are searched."),
+    query: str = typer.Argument(..., help="What to look for, in plain words."),
+    top: int = typer.Option(20, "--top", "-n", min=1, max=10000, help="How many flows to show."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Alignment folder (default: the last one trained on "
+                                         "this workspace)."),
+    encoder: Optional[Path] = typer.Option(None, "--encoder", help="Traffic encoder folder, if it moved since training."),
+    json_out: bool = typer.Option(False, "--json/--no-json", help="Print the hits as one JSON array."),
+    rebuild: bool = typer.Option(False, "--rebuild/--no-rebuild", help="Rebuild the workspace's search index."),
+    threads: Optional[int] = _threads_option(),
+) -> None:
+    """Find the flows nearest to a sentence: 5-tuple, time, class if known, similarity, description.
+
+    Example: packetclip search ws/ "many half-open connections to one web server" --top 20
+    """
+    import json as _json
+
+    _open_workspace(workspace)
+    if model is not None and not model.is_dir():
+        raise PacketClipError("no such model folder", path=str(model))
+    use_threads(threads)
+    from packetclip.align.api import run_search
+
+    hits = run_search(workspace, query, model_dir=model, top=top, encoder=encoder, rebuild=rebuild)
+    if json_out:
+        typer.echo(_json.dumps(hits.where(hits.notna(), None).to_dict("records"), default=str))
+        return
+    for rank, h in enumerate(hits.to_dict("records"), 1):
+        label = h.get("label") if isinstance(h.get("label"), str) else "?"
+        typer.echo(f"{rank:>3}. {h['similarity']:.3f}  {h.get('time', '')}  {h.get('Src IP')}:{h.get('Src Port')} -> "
+                   f"{h.get('Dst IP')}:{h.get('Dst Port')} proto {h.get('Protocol')}  [{label}]")
+        if h.get("description"):
+            typer.echo(f"      {_one_line(h['description'])[:240]}")
 
 
 def main(argv: Optional[List[str]] = None) -> None:
