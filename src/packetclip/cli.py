@@ -837,12 +837,11 @@ def describe(
     summary = Table(title=f"{len(table):,} descriptions ({backend}, seed {seed}) -> {target}")
     for column in ("label", "descriptions", "LLM fallbacks"):
         summary.add_column(column)
-    if "label" in table.columns and table["label"].notna().any():
-        for label, group in table.groupby("label", sort=True):
-            summary.add_row(str(label), f"{len(group):,}", f"{int(group['fallback'].sum()):,}")
-    else:
-        summary.add_row("(unlabelled)", f"{len(table):,}",
-                        f"{int(table['fallback'].sum()):,}" if "fallback" in table.columns else "0")
+    labels = table["label"].fillna("").astype(str) if "label" in table.columns else None
+    fallback = table["fallback"] if "fallback" in table.columns else None
+    for label, group in (table.groupby(labels, sort=True) if labels is not None else [("", table)]):
+        summary.add_row(label or "(unlabelled)", f"{len(group):,}",
+                        f"{int(fallback.loc[group.index].sum()):,}" if fallback is not None else "0")
     console.print(summary)
     if len(table):
         console.print(f"[dim]example:[/] {table['text'].iloc[0]}")
