@@ -218,3 +218,14 @@ def test_relabelling_a_lab_or_capture_workspace_keeps_it_checkable(ws):
     ws.update_manifest(note="labelled once")         # the manifest is rewritten while labels exist
     label_ndpi(ws, NDPI / "result", level="category", progress=False)
     assert ws.check()["flows.parquet"] == 36 and ws.is_labelled()
+
+
+def test_any_derived_file_can_record_its_inputs(ws):
+    """What other stages (the alignment search index) use for their own files."""
+    name = "search/index.bin"
+    with ws.atomic(name) as tmp:
+        tmp.write_bytes(b"vectors")
+    ws.record_inputs(name)
+    assert set(ws.inputs_of(name)) == {"flows.parquet", "packets.parquet"} and not ws.is_stale(name)
+    _rewrite_flows(ws)
+    assert ws.is_stale(name)

@@ -325,6 +325,14 @@ class Workspace:
         except (OSError, ValueError):
             return {}
 
+    def record_inputs(self, name: str, inputs: Sequence[str] | None = None) -> None:
+        """Record what the derived file ``name`` (written with :meth:`atomic`) was computed from, so
+        :meth:`is_stale` can tell once that changed. ``inputs``: file names or keys of :data:`FILES`;
+        default: the flow and packet tables the workspace has."""
+        if inputs is None:
+            inputs = [n for n in (FLOWS, PACKETS) if (self.root / n).is_file()]
+        self._record_inputs(self.file_name(name), [self.file_name(i) for i in inputs])
+
     def _record_inputs(self, name: str, inputs: Sequence[str]) -> None:
         prov = self._provenance()
         # An input that does not exist yet is recorded as None: its later appearance (labels added to a
