@@ -831,8 +831,20 @@ def describe(
                    err=True)
         bar.set_total(n)
 
+    import time
+
+    started = [time.monotonic(), False]
+
+    def advance(n: int) -> None:
+        bar.advance(n)
+        if not started[1] and bar.total and kind != "rules" and bar.done >= min(10, bar.total) and bar.done < bar.total:
+            started[1] = True       # one estimate, from the pace of the first answers
+            per = (time.monotonic() - started[0]) / bar.done
+            log.info("describe: about %.0f min for the remaining %s descriptions (%.1f s each so far)",
+                     per * (bar.total - bar.done) / 60, f"{int(bar.total - bar.done):,}", per)
+
     with bar:
-        target, table = describe_workspace(ws, describer, limit=limit, out=out, progress=bar.advance,
+        target, table = describe_workspace(ws, describer, limit=limit, out=out, progress=advance,
                                            on_total=on_total)
     summary = Table(title=f"{len(table):,} descriptions ({backend}, seed {seed}) -> {target}")
     for column in ("label", "descriptions", "LLM fallbacks"):
