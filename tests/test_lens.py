@@ -136,9 +136,9 @@ def test_pretraining_without_splits_is_one_line_error(tmp_path):
     with pytest.raises(PacketClipError, match="packetclip split") as info:
         pretrain([ws], tmp_path / "m", config=tiny_config(), settings=fast_settings(steps=2), progress=False)
     assert "\n" not in str(info.value) and not (tmp_path / "m").exists()
-    result = pretrain([ws], tmp_path / "m", config=tiny_config(), settings=fast_settings(steps=2), progress=False,
-                      all_flows=True)
-    assert result.steps_done == 2
+    result = pretrain([ws], tmp_path / "m", config=tiny_config(), settings=fast_settings(steps=2), progress=True,
+                      all_flows=True, max_seconds=600)
+    assert result.steps_done == 2 and not result.stopped_early
 
 
 @pytest.mark.parametrize("kwargs,pattern", [

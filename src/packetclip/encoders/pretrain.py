@@ -542,6 +542,10 @@ def pretrain(workspaces: Sequence[str | Path], out_dir: str | Path, *, config: L
                     optimizer.step()
                 step += 1
                 history.append(record)
+                if max_seconds is not None:   # the bar ends where the time budget will, not at --steps
+                    elapsed = time.perf_counter() - started
+                    per_step = elapsed / max(step - first_step, 1)
+                    bar.set_total(min(settings.steps, step + int(max(max_seconds - elapsed, 0) / per_step)))
                 bar.set(step, f"pretrain msp {record['msp']:.3f} pop {record['pop']:.3f} htp {record['htp']:.3f}")
                 if settings.save_every and step % settings.save_every == 0 and step < settings.steps:
                     save_checkpoint(ckpt, model, optimizer, settings, step, history, workspaces)
