@@ -79,7 +79,7 @@ class EncoderConfig:
 
 
 @contextlib.contextmanager
-def local_seed(seed: int, device=None) -> Iterator[None]:
+def local_seed(seed: int) -> Iterator[None]:
     """Run a block with torch's RNG seeded to ``seed``, restoring the caller's RNG state afterwards.
 
     Library code uses this (or a ``torch.Generator``) instead of ``torch.manual_seed``, so building a model
