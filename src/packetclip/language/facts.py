@@ -369,15 +369,21 @@ class FlowFacts:
             if meanings & {"fingerprint_probe", "odd_flag_probe"}:
                 return "sweep_fingerprint"
             return "sweep"
-        if self.svc in T.LOGIN_SERVICES and g("pair_flows") >= 3 and self.is_tcp:
+        # Sentences about requests, headers and passwords need payload from the client (a SYN flood to a web
+        # server sends none); see packetclip.language.faithfulness.
+        if self.svc in T.LOGIN_SERVICES and g("pair_flows") >= 3 and self.is_tcp and self.fwd_bytes > 0:
             return "repeat_login"
-        if self.is_tcp and g("pair_flows") >= 20 and self.duration_us >= 5e6:
+        if self.syn_only and g("pair_flows") >= 20:
+            return "repeat_syn"
+        if (self.is_tcp and self.svc in T.WEB_SERVICES and g("pair_flows") >= 20 and self.duration_us >= 5e6
+                and self.fwd_bytes > 0 and _is_slow(self)):
             return "hold_many"
-        if self.svc in T.WEB_SERVICES and g("pair_flows") >= 20:
+        if self.svc in T.WEB_SERVICES and g("pair_flows") >= 20 and self.fwd_bytes > 0:
             return "repeat_web"
         if g("pair_flows") >= 20:
             return "repeat_pair"
-        if g("src_flows") <= 20 and g("pair_flows") <= 5 and g("dst_srcs") < 50:
+        if (g("src_flows") <= 20 and g("pair_flows") <= 5 and g("dst_srcs") < 50
+                and not (self.pkts_s >= 100 and self.pkts >= 3)):
             return "quiet"
         return None
 
@@ -432,7 +438,8 @@ class FlowFacts:
         elif svc in T.LOGIN_SERVICES and f["psh"] >= 2 and self.fwd_pkts >= 3 and self.bwd_pkts >= 3 \
                 and self.duration_us < 60e6:
             out.append(("login_session", 1.0))
-        elif svc in T.WEB_SERVICES and 0 < self.bwd_bytes <= 5000 and self.fwd_pkts <= 12 and self.duration_us < 10e6:
+        elif svc in T.WEB_SERVICES and 0 < self.bwd_bytes <= 5000 and self.fwd_pkts <= 12 and self.duration_us < 10e6 \
+                and self.fwd_bytes > 0:
             out.append(("web_request", 1.0))
         if f["urg"] + f["ece"] + f["cwr"] > 0 and self.fwd_pkts <= 3:
             out.append(("odd_flag_probe", 1.0))

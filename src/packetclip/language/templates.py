@@ -158,7 +158,7 @@ INTERPRETATION = {
     "ping": [
         "It is a ping: echo requests hit the host, and each one demands an echo reply.",
         "The host is pinged with {icmp_kind}; every request forces it to send an echo reply.",
-        "Echo requests ({proto} pings) hammer the host, which has to answer every one of them.",
+        "Echo requests ({proto} pings) reach the host, which has to answer every one of them.",
     ],
     "big_ping": [
         "It is a ping with an oversized payload of {pkt_size}, far beyond the 56 bytes a ping needs, "
@@ -191,7 +191,7 @@ INTERPRETATION = {
         "whether a page exists rather than browsing.",
     ],
     "slow_hold": [
-        "The client keeps the web connection open for {duration} but sends only a {pkt_size} fragment every {iat}, "
+        "The client keeps the connection open for {duration} but sends only a {pkt_size} fragment every {iat}, "
         "never completing its request, so the server keeps waiting.",
         "Data arrives slowly, a tiny piece of about {pkt_size} every {iat}: the request is never finished and "
         "the server holds the connection open for {duration}.",
@@ -271,7 +271,7 @@ IMPLICATION = {
         "The resolver has to look up and answer every such query.",
     ],
     "dns_unanswered": [
-        "The lookup fails, as when the resolver is too busy or unreachable to answer.",
+        "The lookup fails, as when the resolver is too busy or cannot be reached.",
     ],
     "login_session": [
         "A session that ends right after the credentials are exchanged usually means the password was refused, "
@@ -435,7 +435,7 @@ TIMING = {
         "It spans {duration}; the mean gap between packets is {iat}.",
     ],
     "long": [
-        "The flow is long-lived and slow: it stays active for {duration}, with {iat} between packets on average.",
+        "The flow is long-lived: it stays active for {duration}, with {iat} between packets on average.",
         "It lasts a long {duration}, and packets come {iat} apart.",
         "The connection persists for {duration} with long pauses of about {iat}.",
     ],
@@ -549,11 +549,18 @@ CONTEXT = {
     "repeat_pair": [
         "It is one of {pair_flows} flows the same source opens to the same host within {window}, about {pair_pps}.",
     ],
+    # Counts only: whether quiet traffic is harmless is the label's business, not something a flow shows.
     "quiet": [
-        "Normal, harmless traffic: its source opens only {src_flows} to {src_hosts} within {window}, and "
+        "Its source is quiet: it opens only {src_flows} to {src_hosts} within {window}, and "
         "{pair_answered} of those to this host are answered.",
-        "Routine, everyday background traffic of a legitimate device: {src_flows} to {src_hosts} within "
-        "{window}, {pair_answered} of those to this host answered.",
+        "A low-volume source: {src_flows} to {src_hosts} within {window}, {pair_answered} of those to this "
+        "host answered.",
+    ],
+    "repeat_syn": [
+        "It is one of {pair_flows} handshake requests the same source sends to the same server within {window} "
+        "(about {pair_pps}); none carries data and each leaves a half-open connection behind.",
+        "The source opens {pair_flows} half-open connections to one server within {window}, about {pair_pps}: "
+        "bare connection requests that are never completed.",
     ],
 }
 
