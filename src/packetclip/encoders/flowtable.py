@@ -254,11 +254,12 @@ class FlowTableModel(nn.Module):
 
 
 def _info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Symmetric InfoNCE between two maskings of the same rows (row i of ``a`` matches row i of ``b``)."""
-    a, b = F.normalize(a, dim=1), F.normalize(b, dim=1)
-    logits = a @ b.t() / temperature
-    target = torch.arange(a.shape[0], device=a.device)
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+    """Symmetric InfoNCE between two maskings of the same rows (row i of ``a`` matches row i of ``b``): the
+    project's one contrastive loss, :func:`packetclip.align.loss.clip_loss`, at a fixed temperature."""
+    from packetclip.align.loss import clip_loss
+
+    scale = torch.tensor(-math.log(temperature), device=a.device)
+    return clip_loss(F.normalize(a, dim=1), F.normalize(b, dim=1), scale)
 
 
 # --------------------------------------------------------------------------------------------- encoder
