@@ -87,7 +87,9 @@ rates and the text columns are computed once per finished flow, vectorised (abou
 
 Plug-in features follow nfstream's model but vectorised: a :class:`FlowPlugin` sees every batch with the
 flow id and direction of each packet (``on_batch``) and returns extra columns for the flows that finished
-(``on_expire``). Without plug-ins nothing extra runs on the packet path.
+(``on_expire``). Without plug-ins nothing extra runs on the packet path. The whole pipeline (sources, decoder, one
+meter per source, packet views, host context) with per-flow state freed at expiry is
+:class:`packetclip.traffic.stream.FlowStream`, which ``ingest`` and ``detect`` share.
 """
 
 from __future__ import annotations
