@@ -1,7 +1,7 @@
 """``packetclip lab synth``: a seeded, pure-Python generator of labelled ACI-IoT-style captures.
 
 One run draws an IoT network, schedules benign background traffic, benign bursts and at least one
-episode of each of the 9 attack classes, lets each episode's behaviour model write its packets (each
+episode of each attack class (the paper's 9, or 17 with ``classes="all"``), lets each episode's behaviour model write its packets (each
 episode has its own RNG stream derived from the seed, so episodes do not disturb each other), merges all
 episodes by timestamp into the workspace's capture and writes the labels (all through
 :class:`~packetclip.traffic.workspace.Workspace`, which names the files):
@@ -16,7 +16,7 @@ episodes by timestamp into the workspace's capture and writes the labels (all th
 
 The capture spans exactly the requested duration: sessions still open at the end are cut there, as a
 capture stopped at that moment would cut them. Durations below :data:`MIN_DURATION_S` are refused: each of
-the 9 attack episodes needs a few seconds of its own (a shorter request used to produce a longer capture).
+the attack episodes needs a few seconds of its own (a shorter request used to produce a longer capture).
 The same seed gives byte-identical files; nothing reads the clock or the global RNG.
 """
 
@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from packetclip.errors import PacketClipError
-from packetclip.traffic.labels import FINE_CLASSES, mission_of
+from packetclip.traffic.labels import ALL_CLASSES, FINE_CLASSES, mission_of
 from packetclip.lab.network import Network, build_network
 from packetclip.lab.packets import ip_text
 from packetclip.lab.scenarios import Ctx, Plan, attack_scenarios, benign_scenarios
@@ -44,6 +44,10 @@ from packetclip.traffic.workspace import Workspace
 #: Shortest capture ``lab synth`` makes: attack episodes are drawn over at least 5 s each and placed inside the
 #: capture, so below this the schedule could not fit in the time asked for.
 MIN_DURATION_S = 10.0
+
+#: ``classes="paper"`` reproduces the paper's 10 classes (its tables are reported on them); ``"all"`` adds the
+#: lab's extended classes (HTTP floods, amplification, UDP scans, ...) that a detector meets in the wild.
+CLASS_SETS: dict[str, tuple[str, ...]] = {"paper": FINE_CLASSES, "all": ALL_CLASSES}
 
 
 @dataclass
@@ -69,9 +73,9 @@ class SynthConfig:
                                   f"{MIN_DURATION_S:g}s to fit an episode of each attack class")
         if self.duration_s > 24 * 3600:
             raise PacketClipError("duration above 24 h is not supported by the in-memory merge")
-        unknown = [c for c in self.classes if c not in FINE_CLASSES]
+        unknown = [c for c in self.classes if c not in ALL_CLASSES]
         if unknown:
-            raise PacketClipError(f"unknown class(es) {unknown}; known: {', '.join(FINE_CLASSES)}")
+            raise PacketClipError(f"unknown class(es) {unknown}; known: {', '.join(ALL_CLASSES)}")
         lo, hi = self.flood_rate_pps
         if not (0 < lo <= hi):
             raise PacketClipError(f"flood_rate_pps must be (low, high) with 0 < low <= high, not {self.flood_rate_pps}")
@@ -119,6 +123,11 @@ class SynthLab:
     """Synthetic lab: ``SynthLab(duration_s=600, seed=7).generate("out/")``."""
 
     def __init__(self, duration_s: float = 600.0, seed: int = 7, **kwargs):
+        classes = kwargs.get("classes")
+        if isinstance(classes, str):
+            if classes not in CLASS_SETS:
+                raise PacketClipError(f"--classes must be one of {', '.join(CLASS_SETS)}, not {classes!r}")
+            kwargs["classes"] = CLASS_SETS[classes]
         self.config = SynthConfig(duration_s=float(duration_s), seed=int(seed), **kwargs)
         self.config.validate()
 
@@ -160,7 +169,8 @@ class SynthLab:
         return plans
 
     def _class_stream(self, label: str) -> int:
-        seq = np.random.SeedSequence([self.config.seed, 0x1AC, FINE_CLASSES.index(label)])
+        # the paper's classes keep their indices in ALL_CLASSES: adding classes leaves their streams as they were
+        seq = np.random.SeedSequence([self.config.seed, 0x1AC, ALL_CLASSES.index(label)])
         return int(seq.generate_state(2, dtype=np.uint64)[0] & ((1 << 63) - 1))
 
     # -- generation -------------------------------------------------------------------------------------
@@ -282,7 +292,8 @@ def _write_capture(ws: Workspace, traces: list[Trace], records: list[EpisodeReco
         "packet_number": np.arange(total, dtype=np.int64),
         "ts_ns": start_ns + ts[order],
         "episode": ep,
-        "label": pd.Categorical(labels[ep], categories=list(FINE_CLASSES)),
+        "label": pd.Categorical(labels[ep], categories=list(
+            FINE_CLASSES if set(labels) <= set(FINE_CLASSES) else ALL_CLASSES)),
         "mission": pd.Categorical(missions[ep], categories=["Benign", "DoS", "Reconnaissance", "Brute Force"]),
         "role": pd.Categorical(role_names[roles[order]], categories=list(ROLE_NAMES)),
         "attacker": attackers[ep],
@@ -366,7 +377,7 @@ def summarise(out_dir) -> list[dict]:
     flows = None
     if ws.has("labels"):
         flows = pd.read_parquet(ws.path("labels"), columns=["label"])["label"].value_counts()
-    for label in FINE_CLASSES:
+    for label in ALL_CLASSES:
         sel = ep[ep["label"] == label]
         if sel.empty:
             continue

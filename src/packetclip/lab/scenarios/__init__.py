@@ -1,4 +1,4 @@
-"""Behaviour models of benign IoT traffic and of the attack tools behind the 10 fine classes."""
+"""Behaviour models of benign IoT traffic and of the attack tools behind the paper's 10 classes and the lab's extended ones."""
 
 from __future__ import annotations
 
@@ -6,10 +6,13 @@ from packetclip.lab.scenarios.base import Ctx, Plan, Scenario
 
 
 def attack_scenarios(cfg: dict) -> dict[str, Scenario]:
-    """Fine class -> the scenario that produces it."""
-    from packetclip.lab.scenarios import brute, dos, recon
+    """Class -> the scenario that produces it: the paper's nine attack classes and the lab's extended ones."""
+    from packetclip.lab.scenarios import brute, discovery, dos, floods, http_flood, recon, web_brute
 
-    models = [*recon.SCENARIOS, *dos.scenarios(cfg), *brute.SCENARIOS]
+    models = [*recon.SCENARIOS, *dos.scenarios(cfg), *brute.SCENARIOS,
+              http_flood.HttpFlood(cfg), floods.ReflectionAmplification(cfg), floods.AckFlood(cfg),
+              http_flood.SlowHttp(), discovery.UdpScan(), discovery.PingSweep(), discovery.ServiceScan(),
+              *web_brute.SCENARIOS]
     return {m.label: m for m in models}
 
 
