@@ -188,3 +188,19 @@ def test_brute_force_classes_carry_credentials(labelled):
     mqtt_connects = [p for p in iot["payload"] if p[:1] == b"\x10" and b"MQTT" in p[:12]]
     telnet_logins = [p for p in iot["payload"] if p.endswith(b"\r\n") and 0 < len(p) < 40]
     assert mqtt_connects or telnet_logins
+
+
+def test_cli_classes_all_by_default_paper_on_request(tmp_path):
+    from typer.testing import CliRunner
+
+    from packetclip.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["lab", "synth", "--out", str(tmp_path / "all"), "--duration", "12s", "--quiet",
+                              "--no-ingest"])
+    assert res.exit_code == 0, res.output
+    assert "HTTP Flood" in res.output and "UDP Scan" in res.output
+    res = runner.invoke(app, ["lab", "synth", "--out", str(tmp_path / "paper"), "--duration", "12s", "--quiet",
+                              "--no-ingest", "--classes", "paper"])
+    assert res.exit_code == 0, res.output
+    assert "Port Scan" in res.output and "HTTP Flood" not in res.output
