@@ -155,6 +155,7 @@ def _root(
 ) -> None:
     """packetclip: ingest traffic, generate labelled traffic, describe it in language, align and detect.
 
+    \b
     Example: packetclip -v ingest traffic/ --out ws/
     """
     _STATE["verbose"] = verbose
@@ -165,6 +166,7 @@ def _root(
 def version() -> None:
     """Print the packetclip version.
 
+    \b
     Example: packetclip version
     """
     from packetclip import __version__
@@ -199,6 +201,7 @@ def lab_synth(
     Writes OUT/capture.pcap, packet_labels.parquet, episodes.parquet and, unless --no-ingest,
     flows.parquet (CICFlowMeter columns + label/mission), packets.parquet and labels.parquet.
 
+    \b
     Example: packetclip lab synth --out lab/ --duration 10m --seed 7
     """
     from rich.console import Console
@@ -246,6 +249,7 @@ def lab_live(
     Everything runs inside network namespaces this command creates and deletes; every tool run is bounded
     by count and time. Needs root, Linux and the tools of `packetclip lab install`.
 
+    \b
     Example: sudo packetclip lab live --out lab-live/ --duration 2m --seed 7
     """
     from rich.console import Console
@@ -280,6 +284,7 @@ def lab_doctor() -> None:
 
     Exit code 0 when every required tool is present, 1 otherwise.
 
+    \b
     Example: packetclip lab doctor
     """
     from rich.console import Console
@@ -314,6 +319,7 @@ def lab_install(
 ) -> None:
     """Install the Debian packages `lab live` needs with apt-get (root; system services are not started).
 
+    \b
     Example: sudo packetclip lab install
     """
     from packetclip.lab.live_tools import install_missing
@@ -351,6 +357,7 @@ def ingest(
 ) -> None:
     """Turn captures into a workspace: flows.parquet (CICFlowMeter columns) and packets.parquet (masked views).
 
+    \b
     Example: packetclip ingest traffic/*.pcap --out ws/
     """
     from packetclip.traffic import ingest as ingest_module
@@ -395,6 +402,7 @@ def info(workspace: Path = typer.Argument(..., help="Workspace folder (from inge
 
     A missing or damaged table (deleted, truncated, row count not the manifest's) is one line, exit code 2.
 
+    \b
     Example: packetclip info ws/
     """
     _print_workspace_summary(_open_workspace(workspace, check=True))
@@ -434,6 +442,7 @@ def import_csv(
 
     Several files and folders may be given; they become one workspace.
 
+    \b
     Example: packetclip import-csv ../shared/data/cicids2017/*.csv --out ws/cic
     """
     import pandas as pd
@@ -487,6 +496,7 @@ def label_ndpi_command(
     Writes the workspace's labels table, so `describe`, `split` and training see the labels; flows nDPI
     does not list stay unlabelled.
 
+    \b
     Example: packetclip label ndpi ws/ndpi ../shared/data/ndpi/result
     """
     from rich.console import Console
@@ -528,6 +538,7 @@ def split(
 
     Writes the workspace's splits table (flow_id, capture columns, split) and prints rows per split and label.
 
+    \b
     Example: packetclip split ws/ --by capture --test-size 0.2 --seed 0
     """
     import warnings
@@ -592,6 +603,7 @@ def kg_build(
 ) -> None:
     """Build mission knowledge graphs and write them as JSON, GraphML and PNG.
 
+    \b
     Example: packetclip kg build --mission dos --source attack --out kg/
     """
     import time
@@ -648,6 +660,7 @@ def kg_build(
 def kg_show(path: Path = typer.Argument(..., help="A folder written by `packetclip kg build`, or one graph .json.")) -> None:
     """Print mission graphs as trees: levels, words, provenance (ATT&CK technique or llm) and parents.
 
+    \b
     Example: packetclip kg show kg/
     """
     from rich.console import Console
@@ -697,6 +710,7 @@ def encoder_pretrain(
 ) -> None:
     """Pre-train the packet encoder with span, packet-order and homologous-traffic prediction.
 
+    \b
     Example: packetclip encoder pretrain ws/ --size tiny --steps 2000 --out models/lens-tiny
     """
     if size not in ("tiny", "small", "base"):
@@ -740,6 +754,7 @@ def encoder_eval_generation(
 
     Per field: exact-match accuracy of the decoder next to the most-frequent-value baseline.
 
+    \b
     Example: packetclip encoder eval-generation models/lens-tiny ws/
     """
     import json as _json
@@ -802,6 +817,7 @@ def describe(
     fail validation fall back to the rules paraphraser. The number of descriptions (= LLM calls for smollm2
     and openai, less what the cache answers) is printed before work starts.
 
+    \b
     Example: packetclip describe ws/ --backend rules --texts-per-flow 3 --figures
     """
     from rich.console import Console
@@ -885,6 +901,7 @@ def llm_serve(
 ) -> None:
     """Serve a local chat model under the OpenAI chat-completions protocol (POST /v1/chat/completions).
 
+    \b
     Example: packetclip llm serve --port 8000 --backend smollm2
     """
     from rich.console import Console
@@ -921,6 +938,7 @@ def llm_chat(
 ) -> None:
     """Ask a chat backend one question and print the answer.
 
+    \b
     Example: packetclip llm chat "List three words about port scans." --backend smollm2
     """
     from packetclip.language.chat import get_chat_backend
@@ -967,6 +985,7 @@ def align_train(
 ) -> None:
     """Train the traffic and text heads and the temperature on cached frozen embeddings (train split).
 
+    \b
     Example: packetclip align train ws/ --traffic packet --heads both --encoder models/lens-tiny --out models/align
     """
     from packetclip.align.model import HEADS, TRAFFIC_KINDS
@@ -1009,6 +1028,7 @@ def align_eval(
     """Zero-shot top-1/top-5 over the 10 class names next to a linear probe and XGBoost: Table 1 (Markdown)
     and Figure 7 (PNG).
 
+    \b
     Example: packetclip align eval models/align ws/ --out report/
     """
     if not model.is_dir():
@@ -1037,6 +1057,7 @@ def search_flows(
 ) -> None:
     """Find the flows nearest to a sentence: 5-tuple, time, class if known, similarity, description.
 
+    \b
     Example: packetclip search ws/ "many half-open connections to one web server" --top 20
     """
     import json as _json
