@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from packetclip.errors import PacketClipError
-from packetclip.traffic.labels import FINE_CLASSES
+from packetclip.traffic.labels import ALL_CLASSES
 from packetclip.traffic.workspace import Workspace
 
 # role -> (legend text, colour); benign packets are split by flow direction instead
@@ -66,7 +66,7 @@ def draw_lab_traffic(out_dir: str | Path, png_path: str | Path, *, classes: tupl
     ws = out_dir if isinstance(out_dir, Workspace) else Workspace(out_dir)
     out = ws.root
     df = _packet_table(ws)
-    present = [c for c in (classes or FINE_CLASSES) if (df["label"] == c).any()]
+    present = [c for c in (classes or ALL_CLASSES) if (df["label"] == c).any()]
     if not present:
         raise PacketClipError("the lab folder has no packets of the requested classes", path=str(out))
     rng = np.random.default_rng(seed)
