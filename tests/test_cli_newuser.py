@@ -334,3 +334,19 @@ def test_7_server_rejects_out_of_range_ports_in_one_line():
     for port in (99999, -1):
         with pytest.raises(PacketClipError, match="--port must be in 1..65535"):
             ChatServer(Echo(), port=port)
+
+
+@pytest.mark.slow
+def test_pretrain_refuses_an_existing_checkpoint_unless_overwrite(lab, tmp_path):
+    ws = tmp_path / "ws"
+    shutil.copytree(lab, ws)
+    assert cli("split", ws, "--by", "flow")[0] == 0
+    args = ("encoder", "pretrain", ws, "--steps", "2", "--save-every", "0", "--out", tmp_path / "m", "--threads", "1",
+            "-q")
+    code, out, err = cli(*args)
+    assert code == 0, err
+    assert "steps 2/2" in out
+    code, _, err = cli(*args)
+    assert code == 2 and "--resume" in one_error_line(err)
+    code, _, err = cli(*args, "--overwrite")
+    assert code == 0, err

@@ -705,6 +705,9 @@ def encoder_pretrain(
     minutes: Optional[float] = typer.Option(None, "--minutes", callback=_positive,
                                             help="Stop after this many minutes (> 0; resumable)."),
     save_every: int = typer.Option(250, "--save-every", min=0, help="Refresh OUT/checkpoint every N steps (0: at the end)."),
+    overwrite: bool = typer.Option(False, "--overwrite/--no-overwrite",
+                                   help="Start afresh in an OUT that already holds a checkpoint."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
     quiet: bool = typer.Option(False, "--quiet/--no-quiet", "-q", help="No progress bar."),
     threads: Optional[int] = _threads_option(),
 ) -> None:
@@ -717,6 +720,8 @@ def encoder_pretrain(
         raise typer.BadParameter(f"must be tiny, small or base, not {size!r}", param_hint="'--size'")
     if tokenisation not in ("byte", "bigram"):
         raise typer.BadParameter(f"must be byte or bigram, not {tokenisation!r}", param_hint="'--tokenisation'")
+    if not (device == "cpu" or device == "cuda" or device.startswith("cuda:")):
+        raise typer.BadParameter(f"must be cpu, cuda or cuda:N, not {device!r}", param_hint="'--device'")
     for path in workspaces:        # before torch is imported: a wrong path fails in a second, not after loading
         _open_workspace(path, packets=True)
     if out.exists() and not out.is_dir():
@@ -728,9 +733,11 @@ def encoder_pretrain(
     config = None if resume else LensConfig(size=size, tokenisation=tokenisation, k_packets=k_packets,
                                             patch_size=4 if tokenisation == "byte" else 1)
     settings = PretrainSettings(steps=steps, seed=seed, lr=lr, save_every=save_every)
+    extra = {name: value for name, value in (("overwrite", overwrite), ("device", device))
+             if _accepts(pretrain, name)}
     result = pretrain(workspaces, out, config=config, settings=None if resume else settings,
                       resume=resume, max_seconds=None if minutes is None else minutes * 60.0,
-                      steps_override=steps if resume else None, progress=not quiet)
+                      steps_override=steps if resume else None, progress=not quiet, **extra)
     last = result.history[-1] if result.history else {}
     losses = ", ".join(f"{k} {last[k]:.3f}" for k in ("msp", "pop", "htp") if k in last)
     typer.echo(f"steps {result.steps_done}/{steps} in {result.seconds:.0f} s"
