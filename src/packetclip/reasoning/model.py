@@ -1,0 +1,206 @@
+"""The MissionGNN-style reasoning model (PacketCLIP §3.4): a hierarchical GNN per mission graph over the aligned
+traffic embedding, then a causal temporal transformer over a window of steps.
+
+Per step ``t`` (one flow, see :mod:`packetclip.reasoning.windows`) and per mission graph:
+
+- the **sensor** node holds the aligned traffic vector ``x_t`` (``E`` = the alignment's width);
+- **key concepts** (level 0) receive ``h_n = GELU(P0 (x_t * w_n))``: ``D`` = 8 learned, weighted cosines between
+  the traffic vector and the concept word's aligned text vector ``w_n``;
+- **associated concepts** (level ``l``) receive the mean of their parents' states: ``h_j = GELU(Q_l mean(h_par) +
+  U_l w_j)`` (``U_l w_j``: the node's own word, a per-node bias);
+- the **embedding node** is ``GELU(R mean(h_last))``.
+
+All of it is dense matmuls over the whole ``(batch x time)`` stack; the GNN only depends on its own step, so a
+caller computes step features once per flow (:meth:`MissionGNN.step_features`) and the transformer reads windows
+of them (:meth:`MissionGNN.temporal`). The embedding nodes of all missions are concatenated with the log time
+since the previous step, projected to ``d_model`` = 128, run through a causal ``TransformerEncoder`` (8 heads;
+step ``t`` sees only steps ``<= t``, so scoring can stream) and an MLP to the missions (plus a fine-class head).
+
+Saved as ``config.json`` + ``model.safetensors`` (strict loading: missing/extra/mis-shaped tensors refused).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from packetclip.errors import CheckpointError, PacketClipError
+
+MODEL_TYPE = "packetclip-reasoning"
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+MISSION_CLASSES = ("Benign", "DoS", "Reconnaissance", "Brute Force")
+
+
+@dataclass
+class ReasoningConfig:
+    """Architecture (saved as ``config.json``); training knobs live in ``ReasoningSettings``."""
+
+    embed_dim: int = 384
+    node_dim: int = 8
+    window: int = 30
+    d_model: int = 128
+    heads: int = 8
+    layers: int = 1
+    ff_dim: int = 256
+    dropout: float = 0.1
+    missions: list = field(default_factory=lambda: list(MISSION_CLASSES))
+    fine_classes: list = field(default_factory=list)
+    graphs: list = field(default_factory=list)      # tensors_to_dict(...) per attack mission, in model order
+    time_step: str = "src"
+    seed: int = 0
+    model_type: str = MODEL_TYPE
+
+    def __post_init__(self) -> None:
+        for name in ("embed_dim", "node_dim", "window", "d_model", "heads", "layers", "ff_dim"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise PacketClipError(f"{name} must be a positive integer, got {v!r}")
+        if self.d_model % self.heads:
+            raise PacketClipError(f"d_model ({self.d_model}) must be a multiple of heads ({self.heads})")
+        if self.model_type != MODEL_TYPE:
+            raise PacketClipError(f"model_type is {self.model_type!r}, expected {MODEL_TYPE!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, *, path: str | None = None) -> "ReasoningConfig":
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise CheckpointError(f"unknown config keys: {', '.join(unknown)}", path=path)
+        if data.get("model_type") != MODEL_TYPE:
+            raise CheckpointError(f"not a reasoning model (model_type {data.get('model_type')!r})", path=path)
+        try:
+            return cls(**data)
+        except (PacketClipError, TypeError) as err:
+            raise CheckpointError(f"invalid reasoning config: {getattr(err, 'detail', err)}", path=path) from None
+
+
+class MissionBranch(nn.Module):
+    """Message passing over one mission graph (dense, batched)."""
+
+    def __init__(self, graph: dict, embed_dim: int, node_dim: int, gen: torch.Generator):
+        super().__init__()
+        self.n_levels = len(graph["words"])
+        sizes = [len(w) for w in graph["words"]]
+        for lv, n in enumerate(sizes):
+            self.register_buffer(f"vec{lv}", torch.zeros(n, embed_dim))
+        for lv in range(1, self.n_levels):
+            self.register_buffer(f"adj{lv}", torch.as_tensor(np.asarray(graph["adjacency"][lv - 1], np.float32)))
+        d, e = node_dim, embed_dim
+        # x * w_n has entries ~1/E: scale so the D weighted cosines start O(1)
+        self.p0 = nn.Parameter(torch.randn(d, e, generator=gen) * 0.5 * e ** 0.5)
+        self.b0 = nn.Parameter(torch.zeros(d))
+        self.q = nn.ParameterList([nn.Parameter(torch.randn(d, d, generator=gen) / d ** 0.5)
+                                   for _ in range(1, self.n_levels)])
+        self.u = nn.ParameterList([nn.Parameter(torch.randn(d, e, generator=gen) / e ** 0.5)
+                                   for _ in range(1, self.n_levels)])
+        self.r = nn.Linear(d, d)
+
+    def set_vectors(self, vectors: list[np.ndarray]) -> None:
+        for lv, v in enumerate(vectors):
+            getattr(self, f"vec{lv}").copy_(torch.as_tensor(np.asarray(v, np.float32)))
+
+    def forward(self, x: torch.Tensor, keep: list | None = None) -> torch.Tensor:
+        """``x [M, E]`` -> embedding node ``[M, D]``; node states are appended to ``keep`` when given."""
+        w0 = self.vec0                                            # [N0, E]
+        k0 = (w0[:, None, :] * self.p0[None]).reshape(-1, w0.shape[1])   # [N0*D, E]
+        h = F.gelu((x @ k0.T).reshape(x.shape[0], w0.shape[0], -1) + self.b0)   # [M, N0, D]
+        if keep is not None:
+            keep.append(h)
+        for lv in range(1, self.n_levels):
+            adj = getattr(self, f"adj{lv}")                       # [N_l, N_{l-1}]
+            bias = getattr(self, f"vec{lv}") @ self.u[lv - 1].T     # [N_l, D]
+            h = F.gelu(torch.einsum("ij,mjd->mid", adj, h) @ self.q[lv - 1].T + bias)
+            if keep is not None:
+                keep.append(h)
+        return F.gelu(self.r(h.mean(1)))
+
+
+class MissionGNN(nn.Module):
+    """Branches per mission graph + causal temporal transformer + heads; see the module docstring."""
+
+    def __init__(self, config: ReasoningConfig):
+        super().__init__()
+        self.config = c = config
+        if not c.graphs:
+            raise PacketClipError("the reasoning model needs at least one mission graph")
+        gen = torch.Generator().manual_seed(int(c.seed))
+        self.branches = nn.ModuleList([MissionBranch(g, c.embed_dim, c.node_dim, gen) for g in c.graphs])
+        step_dim = c.node_dim * len(c.graphs) + 1
+        self.inp = nn.Linear(step_dim, c.d_model)
+        self.pos = nn.Parameter(torch.zeros(c.window, c.d_model))
+        layer = nn.TransformerEncoderLayer(c.d_model, c.heads, c.ff_dim, c.dropout, batch_first=True,
+                                           activation="gelu")
+        self.temporal_encoder = nn.TransformerEncoder(layer, c.layers, enable_nested_tensor=False)
+        self.head = nn.Sequential(nn.Linear(c.d_model, 64), nn.GELU(), nn.Linear(64, len(c.missions)))
+        self.fine_head = nn.Linear(c.d_model, max(1, len(c.fine_classes)))
+        self.register_buffer("causal", torch.triu(torch.full((c.window, c.window), float("-inf")), 1))
+        self.eval()
+
+    def set_graph_vectors(self, vectors: list[list[np.ndarray]]) -> None:
+        with torch.no_grad():
+            for branch, v in zip(self.branches, vectors):
+                branch.set_vectors(v)
+
+    def step_features(self, x: torch.Tensor, keep: list | None = None) -> torch.Tensor:
+        """Aligned traffic vectors ``[M, E]`` -> concatenated embedding nodes ``[M, D * missions]``."""
+        return torch.cat([b(x, keep) for b in self.branches], dim=-1)
+
+    def temporal(self, steps: torch.Tensor, gaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Windows ``steps [B, T, S]`` (right-padded; step ``t`` sees ``<= t``) and ``gaps [B, T]`` (log1p seconds
+        since the previous step of the same sequence) -> mission and fine logits ``[B, T, ...]``."""
+        t = steps.shape[1]
+        z = self.inp(torch.cat([steps, gaps[..., None]], -1)) + self.pos[:t]
+        z = self.temporal_encoder(z, mask=self.causal[:t, :t], is_causal=True)
+        return self.head(z), self.fine_head(z)
+
+    # ---- persistence --------------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | Path) -> Path:
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / CONFIG_NAME).write_text(json.dumps(self.config.to_dict(), indent=1, sort_keys=True) + "\n")
+        state = {k: v.detach().cpu().contiguous().clone() for k, v in self.state_dict().items()}
+        save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt", "model_type": MODEL_TYPE})
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> "MissionGNN":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        cfg = directory / CONFIG_NAME
+        if not cfg.is_file():
+            raise CheckpointError("not a reasoning model folder (no config.json)", path=str(directory))
+        try:
+            raw = json.loads(cfg.read_text())
+        except (OSError, ValueError) as err:
+            raise CheckpointError(f"config.json is unreadable ({err})", path=str(cfg)) from None
+        model = cls(ReasoningConfig.from_dict(raw, path=str(cfg)))
+        try:
+            tensors = load_file(str(directory / WEIGHTS_NAME))
+        except (SafetensorError, OSError, ValueError) as err:
+            raise CheckpointError(f"weights are unreadable ({' '.join(str(err).split())[:100]})",
+                                  path=str(directory)) from None
+        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        got = {k: tuple(v.shape) for k, v in tensors.items()}
+        if expected != got:
+            diff = sorted(set(expected) ^ set(got)) or [k for k in expected if expected[k] != got.get(k)]
+            raise CheckpointError(f"weights do not match the config (first difference: {diff[0]})",
+                                  path=str(directory))
+        model.load_state_dict(tensors, strict=True)
+        model.eval()
+        return model
+
+    def trainable_parameters(self) -> int:
+        return int(sum(p.numel() for p in self.parameters() if p.requires_grad))
