@@ -342,6 +342,9 @@ def ingest(
     out: Path = typer.Option(..., "--out", "-o", help="Workspace folder to write."),
     view_bytes: int = typer.Option(128, "--view-bytes", min=20, max=65535,
                                    help="Bytes per packet view, starting at the IP header."),
+    view_packets: Optional[int] = typer.Option(
+        None, "--view-packets", min=0,
+        help="Packet views stored per flow: its first N packets (default: ingest's, 32; 0: every packet)."),
     mask: bool = typer.Option(True, "--mask/--no-mask",
                               help="Zero addresses/ports/IDs/checksums in views (--no-mask: ablations only)."),
     idle_timeout: float = typer.Option(120.0, "--idle-timeout", callback=_positive,
@@ -367,6 +370,8 @@ def ingest(
     _new_workspace_folder(out, overwrite)
     settings = IngestSettings(view_bytes=view_bytes, mask=mask, idle_timeout=idle_timeout,
                               active_timeout=active_timeout, tcp_close=tcp_close)
+    if view_packets is not None and hasattr(settings, "view_packets"):
+        settings.view_packets = view_packets or None
     kwargs = {"overwrite": overwrite} if _accepts(ingest_captures, "overwrite") else {}
     workspace = ingest_captures(paths, out, settings=settings, strict=strict, progress=not quiet, **kwargs)
     captures_read = workspace.manifest.get("captures", [])
