@@ -29,6 +29,7 @@ SHARED = ROOT / ".." / "shared" / "data"
 SMALLER = [
     (r"--duration 10m", "--duration 20s"),
     (r"--steps 2000", "--steps 3 --save-every 0"),
+    (r"--steps \d{3,}", "--steps 3"),                       # any other training command: a few steps
     (r"(encoder eval-generation \S+ \S+)$", r"\1 --max-packets 100"),
     (r"(describe lab/ --backend rules .*)$", r"\1 --limit 20 -q"),
     (r"(describe lab/ --backend openai .*)$", r"\1 --limit 2 --texts-per-flow 1 -q"),
