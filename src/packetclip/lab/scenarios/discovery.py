@@ -9,7 +9,8 @@
   the sweep shows the live hosts probed in address order: ICMP echo (nmap adds SYN 443, ACK 80 and an ICMP
   timestamp request), echo replies from those that answer (hosts with a firewall stay silent and get fping's
   retries with its 1.5x back-off).
-* **Service scan** (nmap -sV): after a SYN scan of the top ports, one connection per open port for the NULL
+* **Service scan** (nmap -sV): after a SYN scan of the top ports (a connect scan with the OS's own stack when
+  nmap runs without root, e.g. on a macOS or Windows laptop), one connection per open port for the NULL
   probe (wait up to 5 s for a banner: SSH, FTP, Telnet, MQTT-less services greet first), then nmap's probes in
   rarity order for silent services (GetRequest, HTTPOptions, RTSPRequest, SSLSessionReq/TLS ClientHello,
   GenericLines, MQTT CONNECT on 1883), each on a new connection, and UDP version probes (DNS version.bind
@@ -19,6 +20,7 @@
 from __future__ import annotations
 
 
+from packetclip.lab.network import with_stack
 from packetclip.lab.packets import SYN
 from packetclip.lab.protocols import (FTP_BANNERS, SSH_SERVER_BANNERS, TELNET_NEGOTIATION_SERVER, dns_query,
                                       dns_response, html_page, http_response, mqtt_connack, mqtt_connect,
@@ -112,9 +114,14 @@ class ServiceScan(Scenario):
     def plan(self, rng, net, start, max_duration):
         duration = scale_duration(rng, 30, 180, max_duration)
         targets = _pick_targets(rng, net, rng.choice([1, 1, 2]))
+        # without root (nmap on a laptop) the port-scan phase is a connect scan with the laptop's own TCP stack
+        privileged = rng.random() < 0.6
         params = {"timing": rng.choice(["T3", "T4"]), "top_ports": rng.choice([100, 1000]),
-                  "intensity": rng.choice([7, 7, 9, 2]), "udp": rng.random() < 0.4}
-        return Plan(self.label, f"nmap -sV -{params['timing']} --version-intensity {params['intensity']}", start,
+                  "intensity": rng.choice([7, 7, 9, 2]), "udp": privileged and rng.random() < 0.4,
+                  "scan": "sS" if privileged else "sT",
+                  "stack": None if privileged else rng.choice(["macos", "windows10", "linux5"])}
+        return Plan(self.label, f"nmap -sV -{params['scan']} -{params['timing']} --version-intensity "
+                    f"{params['intensity']}", start,
                     start + duration, params, [rng.choice(net.attackers)], targets)
 
     def run(self, ctx: Ctx) -> None:
@@ -122,12 +129,14 @@ class ServiceScan(Scenario):
         p = ctx.params
         t = ctx.start
         a = ctx.plan.attackers[0]
+        if p.get("stack"):
+            a = with_stack(a, p["stack"])
         for v in ctx.plan.victims:
             if t >= ctx.end:
                 break
             pr = _NmapProber(ctx, a, v)
             ports = nmap_port_order(NMAP_TOP1000_TCP[: p["top_ports"]], rng)
-            t = scan_ports(ctx, pr, ports, "sS", TIMING[p["timing"]], t) + rng.uniform(0.2, 1.0)
+            t = scan_ports(ctx, pr, ports, p.get("scan", "sS"), TIMING[p["timing"]], t) + rng.uniform(0.2, 1.0)
             for port in sorted(v.tcp_ports):
                 if t >= ctx.end:
                     break
