@@ -67,6 +67,15 @@ def _mission_label(graph_mission: str) -> str:
         return graph_mission
 
 
+def is_bundle_target(out: Path) -> bool:
+    """An empty or missing folder, a bundle, or a folder holding only the encoder a training run just fitted."""
+    if not out.exists():
+        return True
+    if not out.is_dir():
+        return False
+    return (out / META_NAME).is_file() or not [p for p in out.iterdir() if p.name != "encoder"]
+
+
 class Bundle:
     """A trained detector: traffic side + alignment + mission GNN + calibrated threshold (see module docstring)."""
 
@@ -89,7 +98,7 @@ class Bundle:
     def save(self, directory: str | Path) -> Path:
         """Write the bundle folder (refuses a non-empty folder that is not a bundle)."""
         out = Path(directory)
-        if out.exists() and any(out.iterdir()) and not (out / META_NAME).is_file():
+        if not is_bundle_target(out):
             raise PacketClipError("--out exists and is not a bundle folder; choose an empty folder", path=str(out))
         out.mkdir(parents=True, exist_ok=True)
         enc_src = self.traffic_side.path
