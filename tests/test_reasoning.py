@@ -136,6 +136,6 @@ def test_explanations_name_concepts_of_the_predicted_missions_graph(bundle):
 
 
 def test_train_cli_refuses_a_missing_workspace_in_one_line(tmp_path):
-    run = subprocess.run([sys.executable, "-m", "packetclip", "train", str(tmp_path / "nope"), "--out",
+    run = subprocess.run([sys.executable, "-m", "packetclip.cli", "train", str(tmp_path / "nope"), "--out",
                           str(tmp_path / "b")], capture_output=True, text=True)
     assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1
