@@ -417,21 +417,14 @@ def _print_workspace_summary(workspace) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from packetclip.traffic import ingest as ingest_module
+    from packetclip.traffic.ingest import summary_rows
 
     table = Table(title=f"workspace {workspace.root}")
     table.add_column("what")
     table.add_column("value", overflow="fold")
-    for key, value in ingest_module.summary_rows(workspace):
+    for key, value in summary_rows(workspace):      # names each damaged capture (file, offset) on its own row
         table.add_row(key, value)
-    console = Console()
-    console.print(table)
-    if not hasattr(ingest_module, "damaged_captures"):   # older library: name them here
-        for c in workspace.manifest.get("captures", []):
-            if c.get("error"):
-                console.print(f"[yellow]skipped[/] {c['error']}")
-            elif c.get("truncated_at") is not None:
-                console.print(f"[yellow]cut short by damage[/] {c['path']} (offset {c['truncated_at']})")
+    Console().print(table)
 
 
 @app.command("import-csv")
@@ -1142,6 +1135,57 @@ def search_flows(
                    f"{h.get('Dst IP')}:{h.get('Dst Port')} proto {h.get('Protocol')}  [{label}]")
         if h.get("description"):
             typer.echo(f"      {_one_line(h['description'])[:240]}")
+
+
+# --- detect: real-time alerts from captures or a live interface (issue 12) ---------------------------
+
+
+@app.command("detect")
+def detect_command(
+    captures: Optional[List[Path]] = typer.Argument(None, help="pcap/pcapng files to scan (or use --interface)."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Detector model folder (default: the model shipped "
+                                         "in the package)."),
+    alerts: Optional[Path] = typer.Option(None, "--alerts", help="EVE JSON-lines file to append alerts to "
+                                          "(flushed per line)."),
+    eve: bool = typer.Option(False, "--eve/--no-eve", help="Write EVE alert lines to stdout (the summary then goes "
+                             "to stderr)."),
+    interface: Optional[str] = typer.Option(None, "--interface", "-i", help="Capture live on this interface "
+                                            "(AF_PACKET; needs root or CAP_NET_RAW)."),
+    duration: Optional[float] = typer.Option(None, "--duration", callback=_positive,
+                                             help="With --interface: stop after this many seconds (default: Ctrl-C)."),
+    fpr: Optional[float] = typer.Option(None, "--fpr", help="Target false-positive rate whose thresholds (calibrated "
+                                        "on validation and stored in the model) are used; default: the model's."),
+    interval: float = typer.Option(60.0, "--interval", callback=_positive, help="Seconds of traffic per aggregated "
+                                   "alert of one (source, destination, class)."),
+    batch_packets: int = typer.Option(4096, "--batch-packets", min=64, max=1 << 20,
+                                      help="Packets per processing batch (bounds alert latency; larger: faster)."),
+    quiet: bool = typer.Option(False, "--quiet/--no-quiet", "-q", help="No live summary on the terminal."),
+    threads: Optional[int] = typer.Option(1, "--threads", min=1, max=512, help="CPU threads for the model "
+                                          "(default 1: detection is designed for one core)."),
+) -> None:
+    """Scan captures or a live interface and write Suricata-EVE alerts with explanations, as traffic arrives.
+
+    \b
+    Example: packetclip detect capture.pcap --alerts alerts.jsonl
+    Example: sudo packetclip detect --interface eth0 --eve
+    """
+    from threadpoolctl import threadpool_limits
+
+    from packetclip.detect.api import run_detect, summary_line
+
+    if fpr is not None and not 0 < fpr < 1:
+        raise typer.BadParameter(f"must be in (0, 1), got {fpr:g}", param_hint="'--fpr'")
+    if duration is not None and not interface:
+        raise typer.BadParameter("only applies with --interface", param_hint="'--duration'")
+    use_threads(threads)
+    live = not quiet and sys.stderr.isatty()
+    with threadpool_limits(limits=threads):
+        result = run_detect(captures or (), model=model, alerts=alerts, eve=eve, interface=interface,
+                            duration_s=duration, fpr=fpr, interval_s=interval, batch_packets=batch_packets,
+                            summary=live, warn=lambda line: typer.echo(f"packetclip: warning: {line}", err=True))
+    typer.echo(summary_line(result), err=eve)
+    if alerts is not None:
+        typer.echo(f"alerts: {alerts}", err=eve)
 
 
 def main(argv: Optional[List[str]] = None) -> None:
