@@ -23,11 +23,12 @@ DEMO_QUERIES = (
 )
 
 
-def demo_stage(workspace, out_dir, *, encoder=None, seed: int = 7, steps: int = 3000, report=None,
-               queries=DEMO_QUERIES, top: int = 5) -> dict:
+def demo_stage(workspace, out_dir, *, encoder=None, seed: int = 7, steps: int = 3000, curve_steps: int = 1000,
+               report=None, queries=DEMO_QUERIES, top: int = 5) -> dict:
     """The demo's alignment stage on a described, split workspace: Table 1 (zero-shot for the packet and
     packet+context rows, the linear probe on the same embeddings, XGBoost on flow features), Figure 7 and
-    three example searches. ``encoder``: a packet-encoder folder (None: a randomly initialised tiny Lens,
+    three example searches. The packet+context alignment trains ``steps`` steps; the packet row is the heads
+    ``both`` run of Figure 7 (``curve_steps`` steps, like the none / packet runs). ``encoder``: a packet-encoder folder (None: a randomly initialised tiny Lens,
     saved under ``out_dir``). Writes ``out_dir/table1.md`` and ``out_dir/figure7.png``; adds a section to
     ``report`` (a :class:`packetclip.evaluate.report.Report`) when given. Returns the figures as a dict."""
     from packetclip.align.evaluate import (eval_split, figure7, heads_curves, linear_probe, table1_markdown,
@@ -49,17 +50,23 @@ def demo_stage(workspace, out_dir, *, encoder=None, seed: int = 7, steps: int = 
     for kind in ("packet", "packet+context"):
         side = TrafficSide.load(kind, encoder)
         split = eval_split(side, text, ws, descriptions)
-        model = new_model(split.data, side, text, heads="both", seed=seed)
-        train(model, split.data, settings)
+        if kind == "packet":
+            trained: dict = {}
+            curve_settings = TrainSettings(steps=curve_steps, seed=seed)
+            curves = heads_curves(split, side, text, settings=curve_settings, eval_every=max(1, curve_steps // 10),
+                                  models=trained)
+            result["figure_path"] = str(figure7(curves, out_dir / "figure7.png"))
+            model = trained["both"]
+        else:
+            model = new_model(split.data, side, text, heads="both", seed=seed)
+            train(model, split.data, settings)
         models[kind] = (model, side)
         zs = zero_shot_metrics(model, text, split.test_x, split.test_y)
-        rows.append({"traffic": kind, "method": "PacketCLIP zero-shot", **zs})
+        n = curve_steps if kind == "packet" else steps
+        rows.append({"traffic": kind, "method": f"PacketCLIP zero-shot ({n} steps)", **zs})
         rows.append({"traffic": kind, "method": "linear probe (same frozen embeddings)",
                      "top1": linear_probe(split.train_x, split.train_y, split.test_x, split.test_y, seed=seed)})
         result[f"{kind}_top1"] = zs["top1"]
-        if kind == "packet":
-            curves = heads_curves(split, side, text, settings=settings, eval_every=max(1, steps // 10))
-            result["figure_path"] = str(figure7(curves, out_dir / "figure7.png"))
     rows.append({"traffic": "flow features", "method": "XGBoost (CICFlowMeter columns)",
                  "top1": xgboost_top1(ws, split.train_ids, split.train_y, split.test_ids, split.test_y, seed=seed)})
     table = table1_markdown(rows)
@@ -99,19 +106,7 @@ def random_lens(path, *, seed: int = 0, size: str = "tiny"):
     path = Path(path)
     if (path / "config.json").is_file():
         return path
-    try:
-        from packetclip.encoders.base import local_seed
-    except ImportError:
-        local_seed = None
-    if local_seed is not None:
-        with local_seed(seed):
-            model = LensModel(LensConfig(size=size))
-    else:
-        import torch
-
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            model = LensModel(LensConfig(size=size))
+    model = LensModel(LensConfig(size=size), seed=seed)
     model.save_pretrained(path)
     return path
 

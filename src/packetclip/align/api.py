@@ -29,11 +29,11 @@ def fit_flow_encoder(workspace: Workspace, flow_ids: np.ndarray, out: Path, *, e
 
 
 def traffic_side_for(kind: str, workspace: Workspace, encoder: str | Path | None, out: Path | None = None, *,
-                     train_ids: np.ndarray | None = None, k: int | None = None, seed: int = 0) -> TrafficSide:
+                     train_ids: np.ndarray | None = None, seed: int = 0) -> TrafficSide:
     """The traffic side of a Table 1 row: from ``encoder`` (a saved encoder folder), or for ``flow`` without one,
     a flow-table encoder fitted on the training flows and saved beside the alignment (``out/flow-encoder``)."""
     if encoder is not None:
-        return TrafficSide.load(kind, encoder, k=k)
+        return TrafficSide.load(kind, encoder)
     if kind != "flow":
         raise PacketClipError(f"--traffic {kind} needs --encoder (a packet encoder folder, e.g. from "
                               "`packetclip encoder pretrain`)")
@@ -93,7 +93,7 @@ def load_for_workspace(model_dir: str | Path, workspace: Workspace, encoder: str
     if not path or not Path(path).is_dir():
         raise PacketClipError(f"the traffic encoder of this alignment is not at {path!r}; pass --encoder",
                               path=str(model_dir))
-    side = TrafficSide.load(model.config.traffic, path, k=rec.get("k"))
+    side = TrafficSide.load(model.config.traffic, path)
     model.check_traffic_encoder(side.fingerprint, where=str(workspace.root))
     return model, side
 

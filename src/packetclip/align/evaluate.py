@@ -21,15 +21,10 @@ from packetclip.traffic.workspace import Workspace
 
 def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
                  *, seed: int = 0) -> float:
-    """Macro top-1 (balanced accuracy) of a logistic regression on standardised frozen embeddings."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import balanced_accuracy_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    """Macro top-1 (balanced accuracy) of the project's one linear probe on the same frozen embeddings."""
+    from packetclip.evaluate.probe import linear_probe as probe
 
-    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
-    probe.fit(train_x, train_y)
-    return float(balanced_accuracy_score(test_y, probe.predict(test_x)))
+    return probe(train_x, train_y, test_x, test_y, seed=seed).macro_recall
 
 
 def zero_shot_metrics(model: AlignModel, text_side, traffic: np.ndarray, labels: Sequence[str],
@@ -74,8 +69,10 @@ def eval_split(traffic_side, text_side, workspace: Workspace, descriptions: pd.D
 
 
 def heads_curves(split: EvalSplit, traffic_side, text_side, *, settings: TrainSettings | None = None,
-                 eval_every: int = 250, classnames: Sequence[str] = FINE_CLASSES) -> dict[str, list[tuple[int, float]]]:
-    """Figure 7's data: for heads none / packet / both, test zero-shot top-1 every ``eval_every`` steps."""
+                 eval_every: int = 250, classnames: Sequence[str] = FINE_CLASSES,
+                 models: dict | None = None) -> dict[str, list[tuple[int, float]]]:
+    """Figure 7's data: for heads none / packet / both, test zero-shot top-1 every ``eval_every`` steps (the
+    trained models are put in ``models`` by heads setting when a dict is given)."""
     base = settings or TrainSettings()
     curves = {}
     for heads in HEADS:
@@ -84,6 +81,8 @@ def heads_curves(split: EvalSplit, traffic_side, text_side, *, settings: TrainSe
         hist = train(model, split.data, s, on_eval=lambda step, m: {
             "top1": zero_shot_metrics(m, text_side, split.test_x, split.test_y, classnames)["top1"]})
         curves[heads] = [(h["step"], h["top1"]) for h in hist if "top1" in h]
+        if models is not None:
+            models[heads] = model
     return curves
 
 
@@ -129,8 +128,9 @@ def xgboost_top1(workspace: Workspace, train_ids, train_y, test_ids, test_y, *, 
     from xgboost import XGBClassifier
 
     from packetclip.align.sides import context_features
+    from packetclip.encoders.flowtable import CICFLOW_FEATURES
 
-    flows = workspace.flows().drop_duplicates("flow_id").set_index("flow_id")
+    flows = workspace.flows(["flow_id", *CICFLOW_FEATURES]).drop_duplicates("flow_id").set_index("flow_id")
     classes = sorted(set(train_y))
     enc = {c: i for i, c in enumerate(classes)}
     keep = np.array([y in enc for y in test_y])

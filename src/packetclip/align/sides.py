@@ -11,16 +11,14 @@ paper's Table 1:
   ship only flow CSVs (CIC-IDS2017, ACI-IoT-2023).
 
 Packet embeddings go through the workspace's embedding store, keyed by the encoder's fingerprint. Encoders
-that follow the common contract (``embed_flows(workspace, flow_ids)``, ``fingerprint``) are used through it;
-today's ``LensModel`` / ``FlowTableEncoder`` are adapted here.
+follow the common contract (``embed_flows(workspace, flow_ids)``, ``fingerprint``,
+:func:`packetclip.encoders.load_encoder`).
 
 The *text side* is the sentence encoder (all-MiniLM-L6-v2 by default) with its on-disk cache.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Sequence
 
@@ -31,65 +29,20 @@ from packetclip.errors import PacketClipError
 from packetclip.traffic.workspace import Workspace
 
 
-def weights_fingerprint(model_type: str, config: dict, module) -> str:
-    """sha256 (24 hex) of a module's type, config and tensors: what identifies an encoder."""
-    try:
-        from packetclip.encoders.base import state_fingerprint
-    except ImportError:  # before the common encoder contract lands
-        state_fingerprint = None
-    state = module.state_dict()
-    if state_fingerprint is not None:
-        return state_fingerprint(model_type, config, state)
-    import torch
-
-    digest = hashlib.sha256(model_type.encode())
-    digest.update(json.dumps(config, sort_keys=True, default=str).encode())
-    for name in sorted(state):
-        t = state[name].detach().cpu().contiguous()
-        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()[:24]
-
-
 def encoder_fingerprint(encoder) -> str:
-    """The encoder's own fingerprint when it has one (the common contract), else a hash of its weights."""
+    """The encoder's fingerprint (a hash of its config and weights; the common encoder contract)."""
     fp = getattr(encoder, "fingerprint", None)
-    if isinstance(fp, str) and fp:
-        return fp
-    from packetclip.encoders.flowtable import FlowTableEncoder
-
-    if isinstance(encoder, FlowTableEncoder):
-        return weights_fingerprint("packetclip-flowtable", encoder.config.to_dict(), encoder._require_fitted())
-    config = getattr(encoder, "config", None)
-    return weights_fingerprint(getattr(config, "model_type", type(encoder).__name__),
-                               config.to_dict() if hasattr(config, "to_dict") else {}, encoder)
+    if not isinstance(fp, str) or not fp:
+        raise PacketClipError(f"{type(encoder).__name__} has no fingerprint: not a packetclip encoder")
+    return fp
 
 
 def load_traffic_encoder(path: str | Path):
-    """A traffic encoder saved with ``save_pretrained``, whatever its kind (dispatch on ``model_type``)."""
-    path = Path(path)
-    try:
-        from packetclip.encoders.base import load_encoder  # the common factory, once it exists
-    except ImportError:
-        load_encoder = None
-    if load_encoder is not None:
-        return load_encoder(path)
-    cfg = path / "config.json"
-    if not cfg.is_file():
-        raise PacketClipError("not an encoder folder (no config.json)", path=str(path))
-    try:
-        kind = json.loads(cfg.read_text()).get("model_type")
-    except (OSError, ValueError) as err:
-        raise PacketClipError(f"config.json is unreadable ({err})", path=str(cfg)) from None
-    if kind == "packetclip-lens":
-        from packetclip.encoders.lens import LensModel
+    """A traffic encoder saved with ``save_pretrained``, whatever its kind (``load_encoder`` dispatches on
+    ``model_type``)."""
+    from packetclip.encoders.base import load_encoder
 
-        return LensModel.from_pretrained(path)
-    if kind == "packetclip-flowtable":
-        from packetclip.encoders.flowtable import FlowTableEncoder
-
-        return FlowTableEncoder.from_pretrained(path)
-    raise PacketClipError(f"unknown encoder type {kind!r}", path=str(cfg))
+    return load_encoder(Path(path))
 
 
 # ---- flow-table and host-context features ---------------------------------------------------------
@@ -118,7 +71,7 @@ class TrafficSide:
     ``packet+context``) or a fitted flow-table encoder (``flow``); ``path`` is where it was loaded from (kept in
     the alignment's config so ``align eval`` can load it again)."""
 
-    def __init__(self, kind: str, encoder, *, path: str | Path | None = None, k: int | None = None):
+    def __init__(self, kind: str, encoder, *, path: str | Path | None = None):
         from packetclip.align.model import TRAFFIC_KINDS
 
         if kind not in TRAFFIC_KINDS:
@@ -126,7 +79,6 @@ class TrafficSide:
         self.kind = kind
         self.encoder = encoder
         self.path = None if path is None else str(Path(path).resolve())
-        self.k = k
         self._context: dict[str, pd.DataFrame] = {}
         self._fingerprint: str | None = None
 
@@ -143,7 +95,7 @@ class TrafficSide:
     def describe(self) -> dict:
         """What the alignment's config records about this side."""
         config = getattr(self.encoder, "config", None)
-        return {"fingerprint": self.fingerprint, "path": self.path, "k": self.k,
+        return {"fingerprint": self.fingerprint, "path": self.path,
                 "model_type": getattr(config, "model_type", None) or type(self.encoder).__name__}
 
     # --- embeddings ----------------------------------------------------------------------------------
@@ -159,24 +111,15 @@ class TrafficSide:
         return np.concatenate([packet, context_features(self._flow_rows(ws, ids))], axis=1)
 
     def _packet(self, ws: Workspace, ids: np.ndarray) -> np.ndarray:
+        from packetclip.encoders.base import TrafficEncoder
+
         enc = self.encoder
-        try:
-            from packetclip.encoders.base import TrafficEncoder
-        except ImportError:
-            TrafficEncoder = ()  # noqa: N806
-        if TrafficEncoder and isinstance(enc, TrafficEncoder):
-            return np.asarray(enc.embed_flows(ws, ids), np.float32)
-        if not hasattr(enc, "embed_workspace"):
+        if not isinstance(enc, TrafficEncoder) or hasattr(enc, "normalized_features"):
             raise PacketClipError(f"--traffic {self.kind} needs a packet encoder, not {type(enc).__name__}")
         if not ws.has_packets():
             raise PacketClipError("this workspace has flow rows only (no packets); use --traffic flow",
                                   path=str(ws.root))
-        k = self.k
-
-        def compute(missing: np.ndarray) -> np.ndarray:
-            return enc.embed_workspace(ws.root, flow_ids=missing, k=k)[1]
-
-        return ws.embeddings(self.fingerprint, ids, compute, k=k)
+        return np.asarray(enc.embed_flows(ws, ids), np.float32)
 
     def _flow_rows(self, ws: Workspace, ids: np.ndarray) -> pd.DataFrame:
         """The flows' table rows (host context joined, computed once over the whole table)."""
@@ -197,7 +140,7 @@ class TrafficSide:
         if not hasattr(enc, "normalized_features"):
             raise PacketClipError(f"--traffic flow needs a flow-table encoder, not {type(enc).__name__}")
         rows = self._flow_rows(ws, ids)
-        return np.concatenate([enc.embed(rows), enc.normalized_features(rows)], axis=1).astype(np.float32)
+        return np.concatenate([enc.embed_flows(ws, ids), enc.normalized_features(rows)], axis=1).astype(np.float32)
 
 
 class TextSide:

@@ -23,6 +23,7 @@ class ProbeScore:
     n_train: int
     n_test: int
     n_classes: int
+    macro_recall: float = float("nan")   # macro top-1 (balanced accuracy), what zero-shot results are compared with
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -32,7 +33,7 @@ def linear_probe(train_X, train_y, test_X, test_y, seed: int = 0, *, max_iter: i
                  C: float = 1.0) -> ProbeScore:
     """Fit standardise + logistic regression on ``train_*``; macro-F1 and accuracy on ``test_*``."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import accuracy_score, f1_score
+    from sklearn.metrics import accuracy_score, f1_score, recall_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -56,4 +57,5 @@ def linear_probe(train_X, train_y, test_X, test_y, seed: int = 0, *, max_iter: i
         macro_f1=float(f1_score(test_y, predicted, labels=labels, average="macro", zero_division=0)),
         accuracy=float(accuracy_score(test_y, predicted)),
         n_train=int(len(train_y)), n_test=int(len(test_y)), n_classes=int(len(classes)),
+        macro_recall=float(recall_score(test_y, predicted, labels=labels, average="macro", zero_division=0)),
     )

@@ -330,6 +330,7 @@ class FlowFacts:
         dst_rate = c.get("dst_flows", 0.0) / window if window else 0.0
         return {
             "window": f"{_num(round_sig(window, 2))} seconds" if window else "",
+            "server": self.service[1] if self.service else "the same host",
             "src_flows": fmt_count(c.get("src_flows", 0.0), "flow"),
             "src_n": _num(c.get("src_flows", 0.0)),
             "src_hosts": fmt_count(c.get("src_hosts", 0.0), "host"),
@@ -356,7 +357,7 @@ class FlowFacts:
         if self.is_icmp and self.icmp_type == 3 and g("src_hosts") >= 50:
             return "backscatter"
         if g("dst_srcs") >= 50 and g("dst_flows") >= 100 and g("pair_flows") <= 3:
-            if self.svc in ("DNS", "mDNS"):
+            if self.svc in ("DNS", "mDNS") and self.fwd_bytes > 0:   # a bare SYN to port 53 is no query
                 return "swarm_dns"
             if self.is_icmp and self.icmp_type == 8:
                 return "swarm_echo"

@@ -77,6 +77,8 @@ RULES: tuple[Rule, ...] = (
           "a TCP handshake request without completion"),
     _rule("ping", r"\b(pings?|pinged|echo requests?)\b",
           lambda f, _: f.is_icmp and f.icmp_type == 8, "ICMP echo requests"),
+    _rule("dns_query", r"\b(quer(y|ies)|lookups?)\b",
+          lambda f, _: f.svc in ("DNS", "mDNS", "DNS-over-TLS") and _payload(f), "payload to a DNS port"),
     _rule("unreachable", r"\bunreachable\b", lambda f, _: f.is_icmp and f.icmp_type == 3,
           "ICMP destination-unreachable messages"),
     _rule("dns", r"\b(hostname|name server|resolver|domain name|lookups?)\b",

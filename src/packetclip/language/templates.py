@@ -474,7 +474,7 @@ DIRECTION = {
 }
 
 # Host context (FlowFacts.context_reading(), from packetclip.language.context): what the flow's source and
-# destination did in the same window, as an analyst reads it. Fields: window ("10 seconds"), src_flows
+# destination did in the same window, as an analyst reads it. Fields: window ("10 seconds"), server (the service, else "the same host"), src_flows
 # ("4 flows"), src_n (bare number), src_hosts ("6 hosts"), src_addrs ("4,361 addresses"), pair_flows, pair_ports, pair_pps, dst_flows, dst_srcs,
 # dst_rate ("650 per second"), pair_noreply / pair_reset / pair_answered (shares in words: "most", "all"...).
 CONTEXT = {
@@ -557,9 +557,9 @@ CONTEXT = {
         "host answered.",
     ],
     "repeat_syn": [
-        "It is one of {pair_flows} handshake requests the same source sends to the same server within {window} "
+        "It is one of {pair_flows} handshake requests the same source sends to {server} within {window} "
         "(about {pair_pps}); none carries data and each leaves a half-open connection behind.",
-        "The source opens {pair_flows} half-open connections to one server within {window}, about {pair_pps}: "
+        "The source opens {pair_flows} half-open connections to {server} within {window}, about {pair_pps}: "
         "bare connection requests that are never completed.",
     ],
 }
