@@ -113,7 +113,9 @@ class ServiceScan(Scenario):
 
     def plan(self, rng, net, start, max_duration):
         duration = scale_duration(rng, 30, 180, max_duration)
-        targets = _pick_targets(rng, net, rng.choice([1, 1, 2]))
+        # -sV is run against hosts with services (a host with no open TCP port gives it nothing to probe)
+        servers = [h for h in [net.gateway, net.broker, net.nas, *net.devices] if h.tcp_ports]
+        targets = rng.sample(servers, min(len(servers), rng.choice([1, 1, 2])))
         # without root (nmap on a laptop) the port-scan phase is a connect scan with the laptop's own TCP stack
         privileged = rng.random() < 0.6
         params = {"timing": rng.choice(["T3", "T4"]), "top_ports": rng.choice([100, 1000]),
