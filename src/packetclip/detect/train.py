@@ -1,0 +1,112 @@
+"""Training the early-decision scorer on labelled captures (lab workspaces, optional benign captures).
+
+The training rows are exactly the detector's decision points: each lab capture streams through
+:class:`~packetclip.detect.features.EarlyFeatures` as ``detect`` would stream it, and each decision takes the
+label of its packet (the lab labels every pcap record); a flow's decision at expiry takes the label its
+earlier decisions had. Captures given as ``benign`` (real background, e.g. nDPI application captures)
+label every decision Benign. Split by flow (never by packet), thresholds calibrated on the held-out flows.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from packetclip.detect.features import FEATURES, EarlyFeatures
+from packetclip.detect.scorer import EarlyFlowScorer, fit_early_scorer
+from packetclip.errors import PacketClipError
+from packetclip.traffic.labels import mission_of
+from packetclip.traffic.stream import CaptureSource, FlowExpiry, FlowStream, FlowUpdate
+
+
+def decision_rows(capture, packet_labels: pd.DataFrame | None, *, window_s: float = 10.0,
+                  batch_packets: int = 4096, flow_offset: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Features, labels and (offset) flow ids of every decision point of one capture.
+
+    ``packet_labels``: ``packet_number`` + ``label`` per pcap record; None → every decision is Benign."""
+    feats = EarlyFeatures(window_s=window_s)
+    lab = None
+    if packet_labels is not None:
+        pl = packet_labels.sort_values("packet_number")
+        lab = np.full(int(pl["packet_number"].max()) + 1, "Benign", dtype=object)
+        lab[pl["packet_number"].to_numpy()] = pl["label"].astype(str).to_numpy()
+    flow_label: dict[int, str] = {}
+    X, y, f = [], [], []
+    stream = FlowStream(CaptureSource(capture, batch_packets=batch_packets), expire_every=4)
+    for event in stream:
+        if isinstance(event, FlowUpdate):
+            dec = feats.update(event.batch, event.flow_id, event.direction)
+            if not len(dec):
+                continue
+            if lab is None:
+                labels = np.full(len(dec), "Benign", dtype=object)
+            else:
+                pn = dec.rows + int(event.batch.first_packet_number)
+                labels = lab[np.minimum(pn, len(lab) - 1)]
+                for fid, lb in zip(dec.flow_id.tolist(), labels.tolist()):
+                    if lb != "Benign" or fid not in flow_label:
+                        flow_label[fid] = lb
+        elif isinstance(event, FlowExpiry):
+            dec = feats.expire(event.flow_ids)
+            if not len(dec):
+                continue
+            labels = np.array([flow_label.pop(fid, "Benign") for fid in dec.flow_id.tolist()], dtype=object)
+        else:
+            continue
+        X.append(dec.X)
+        y.append(labels)
+        f.append(dec.flow_id + flow_offset)
+    if not X:
+        return np.zeros((0, len(FEATURES)), np.float32), np.zeros(0, object), np.zeros(0, np.int64)
+    return np.concatenate(X), np.concatenate(y), np.concatenate(f)
+
+
+def train_detector(labs, *, benign=(), seed: int = 0, epochs: int = 30, window_s: float = 10.0,
+                   out: str | Path | None = None) -> EarlyFlowScorer:
+    """Fit an :class:`EarlyFlowScorer` on lab workspaces ``labs`` (folders with a capture and packet labels,
+    as ``packetclip lab synth`` writes them) and benign captures ``benign``; save it to ``out`` if given."""
+    from packetclip.traffic.workspace import Workspace
+
+    Xs, ys, fs = [], [], []
+    offset = 0
+    for lab in labs:
+        ws = Workspace(lab)
+        if not ws.path("capture").is_file() or not ws.path("packet_labels").is_file():
+            raise PacketClipError(f"{lab}: not a lab folder (needs its capture and packet labels)")
+        pl = pd.read_parquet(ws.path("packet_labels"), columns=["packet_number", "label"])
+        X, y, f = decision_rows(ws.path("capture"), pl, window_s=window_s, flow_offset=offset)
+        Xs.append(X), ys.append(y), fs.append(f)
+        offset = int(f.max()) + 1 if len(f) else offset
+    for cap in benign:
+        X, y, f = decision_rows(cap, None, window_s=window_s, flow_offset=offset)
+        Xs.append(X), ys.append(y), fs.append(f)
+        offset = int(f.max()) + 1 if len(f) else offset
+    X, y, f = np.concatenate(Xs), np.concatenate(ys).astype(str), np.concatenate(fs)
+    class_mission = {c: mission_of(c) or "Benign" for c in set(y)}
+    scorer = fit_early_scorer(X, y, f, class_mission=class_mission, seed=seed, epochs=epochs, window_s=window_s)
+    scorer.info.update({"labs": [str(p) for p in labs], "benign_captures": len(benign)})
+    if out is not None:
+        scorer.save(out)
+    return scorer
+
+
+def main(argv=None) -> None:
+    """``python -m packetclip.detect.train LAB... [--benign CAPTURE...] --out MODEL [--seed N]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m packetclip.detect.train",
+                                     description="Train the early-decision detector model on lab folders.")
+    parser.add_argument("labs", nargs="+", type=Path, help="lab folders (packetclip lab synth --out)")
+    parser.add_argument("--benign", nargs="*", type=Path, default=[], help="benign captures (background)")
+    parser.add_argument("--out", type=Path, required=True, help="model folder to write")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split and the initialisation")
+    args = parser.parse_args(argv)
+    scorer = train_detector(args.labs, benign=args.benign, seed=args.seed, out=args.out)
+    print(json.dumps(scorer.info))
+
+
+if __name__ == "__main__":
+    main()
