@@ -17,7 +17,7 @@ from packetclip.align.train import TrainSettings
 
 #: Example searches of the demo (written without class names).
 DEMO_QUERIES = (
-    "many half-open connections to one web server",
+    "a swarm of TCP handshake requests from spoofed addresses that are never completed",
     "one source trying hundreds of different ports on the same host",
     "repeated short login attempts guessing passwords on a remote shell",
 )
