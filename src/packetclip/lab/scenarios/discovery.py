@@ -4,7 +4,8 @@
   SSDP, CoAP; empty otherwise), a retransmission from the next source port for unanswered ports; closed ports
   answer ICMP port unreachable, which Linux rate-limits (6-token bucket, one per second per destination), so
   nmap slows to about one round per second: a UDP scan is slow and mostly ICMP errors.
-* **Ping sweep** (nmap -sn --send-ip, fping -g, a shell loop of ping -c 1): host discovery across the lab's
+* **Ping sweep** (nmap -sn --send-ip; nmap -sn without root, which connect()s to ports 80 and 443 with the
+  laptop's own TCP stack; fping -g; a shell loop of ping -c 1): host discovery across the lab's
   subnet. On the LAN only live hosts ever see an IP packet (addresses nobody answers ARP for never get one), so
   the sweep shows the live hosts probed in address order: ICMP echo (nmap adds SYN 443, ACK 80 and an ICMP
   timestamp request), echo replies from those that answer (hosts with a firewall stay silent and get fping's
@@ -63,10 +64,12 @@ class PingSweep(Scenario):
     name = "ping-sweep"
 
     def plan(self, rng, net, start, max_duration):
-        tool = rng.choices(["nmap -sn --send-ip", "fping -a -g", "ping loop"], [50, 30, 20])[0]
+        tool = rng.choices(["nmap -sn --send-ip", "nmap -sn (unprivileged)", "fping -a -g", "ping loop"],
+                           [35, 25, 25, 15])[0]
         duration = scale_duration(rng, 10, 120, max_duration)
         params = {"tool": tool, "sweeps": rng.choice([1, 1, 2, 3, 5]), "gap_s": rng.uniform(0.0005, 0.02)
-                  if tool != "ping loop" else rng.uniform(0.005, 0.05), "fping_retries": 3}
+                  if tool != "ping loop" else rng.uniform(0.005, 0.05), "fping_retries": 3,
+                  "stack": rng.choice(["macos", "windows10", "linux5"]) if "unprivileged" in tool else None}
         return Plan(self.label, tool + " " + ".".join(map(str, net.subnet)) + ".0/24", start, start + duration,
                     params, [rng.choice(net.attackers)], [h for h in net.local_hosts if h not in net.attackers])
 
@@ -77,6 +80,8 @@ class PingSweep(Scenario):
         live = sorted(ctx.plan.victims, key=lambda h: h.ip)
         every = (ctx.end - ctx.start) / p["sweeps"]
         ident = rng.getrandbits(16)
+        if p.get("stack"):
+            a = with_stack(a, p["stack"])
         for s in range(p["sweeps"]):
             t = ctx.start + s * every
             for k, h in enumerate(live):
@@ -89,6 +94,11 @@ class PingSweep(Scenario):
                         _host_discovery(pr, t)
                     else:
                         pr.raw_probe(t, 443, SYN, 0, sport=rng.randint(32768, 65000))
+                elif p["tool"] == "nmap -sn (unprivileged)":
+                    # without root nmap cannot send ICMP: it connect()s to ports 80 and 443 of every address
+                    pr = _NmapProber(ctx, a, h)
+                    pr.connect_probe(t, 80)
+                    pr.connect_probe(t + rng.uniform(20e-6, 200e-6), 443)
                 elif p["tool"] == "fping -a -g":
                     payload = b"\x00" * 56
                     wait = 0.5
@@ -117,7 +127,7 @@ class ServiceScan(Scenario):
         servers = [h for h in [net.gateway, net.broker, net.nas, *net.devices] if h.tcp_ports]
         targets = rng.sample(servers, min(len(servers), rng.choice([1, 1, 2])))
         # without root (nmap on a laptop) the port-scan phase is a connect scan with the laptop's own TCP stack
-        privileged = rng.random() < 0.6
+        privileged = rng.random() < 0.5
         params = {"timing": rng.choice(["T3", "T4"]), "top_ports": rng.choice([100, 1000]),
                   "intensity": rng.choice([7, 7, 9, 2]), "udp": privileged and rng.random() < 0.4,
                   "scan": "sS" if privileged else "sT",
