@@ -114,7 +114,9 @@ class ReflectionAmplification(Scenario):
             refl = [net.remote_host(rng, name="reflector", stack=rng.choice(["linux4", "linux5"]))
                     for _ in range(p["reflectors"])]
             tokens, last = 6.0, ctx.start
-            for t in _flood_times(rng, ctx.start, ctx.end, p["rate_pps"], "interval"):
+            # the flood's packet rate is that of the answers arriving: a monlist request brings up to 100
+            per_request = {"dns": 1.0, "ntp": 50.0, "ssdp": 4.0, "cldap": 1.0}[proto]
+            for t in _flood_times(rng, ctx.start, ctx.end, p["rate_pps"] / per_request, "interval"):
                 r = rng.choice(refl)
                 sport = vport if p["victim_port"] == "fixed" else rng.randint(1024, 65535)
                 req = _request(rng, proto)
