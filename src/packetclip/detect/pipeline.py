@@ -105,9 +105,10 @@ class Detector:
         return out
 
     # -- run ------------------------------------------------------------------------------------------------
-    def run(self, source, *, on_source_end=None) -> DetectResult:
+    def run(self, source, *, on_source_end=None, on_event=None) -> DetectResult:
         """Stream ``source`` (paths, packet sources) to the end; alerts go to the sinks as they are raised.
-        ``on_source_end(summary)`` is called after each source (e.g. to report a damaged capture)."""
+        ``on_source_end(summary)`` is called after each source (e.g. to report a damaged capture);
+        ``on_event(event)`` sees every stream event first (evaluation hooks)."""
         res = DetectResult()
         started = time.perf_counter()
         stream = FlowStream(self._sources(source), self.stream_settings, expire_every=4)
@@ -115,6 +116,8 @@ class Detector:
         read_wall = started
         try:
             for event in stream:
+                if on_event is not None:
+                    on_event(event)
                 if isinstance(event, FlowUpdate):
                     read_wall = getattr(event.batch, "read_wall", time.perf_counter())
                     res.packets += len(event.batch)

@@ -108,8 +108,10 @@ class EarlyFlowScorer:
         """Per attack mission, the calibrated threshold for target FPR ``fpr`` (one of the stored grid)."""
         if not self.calibration:
             raise ModelBundleError("the model has no calibrated thresholds (train it with validation data)")
-        fpr = DEFAULT_FPR if fpr is None else float(fpr)
         keys = {float(k): k for k in self.calibration}
+        if fpr is None:      # the default rate, or the lowest one the validation flows could calibrate
+            fpr = DEFAULT_FPR if DEFAULT_FPR in keys else min(keys)
+        fpr = float(fpr)
         match = [k for k in keys if abs(k - fpr) <= 1e-9 * max(1.0, fpr)]
         if not match:
             grid = ", ".join(f"{k:g}" for k in sorted(keys))
@@ -167,6 +169,8 @@ def calibrate(flow_id: np.ndarray, mission_p: np.ndarray, is_benign: np.ndarray,
     fids = flow_id[b]
     uniq, inv = np.unique(fids, return_inverse=True)
     for fpr in grid:
+        if fpr * len(uniq) < 1:          # fewer benign flows than 1/fpr: that rate cannot be calibrated
+            continue
         th = {}
         for j, m in enumerate(missions):
             if m == "Benign":
@@ -231,10 +235,11 @@ def fit_early_scorer(X: np.ndarray, labels: np.ndarray, flow_id: np.ndarray, *, 
     is_benign = labels[val] == "Benign"
     scorer.calibration = calibrate(flow_id[val], sc.mission, is_benign, scorer.missions)
     # validation figures at the default FPR: flow-level recall per mission (a flow counts once it alerts)
-    th = scorer.thresholds(DEFAULT_FPR)
-    info = {"train_rows": int(tr.sum()), "val_rows": int(val.sum()), "val_flows": int(len(np.unique(flow_id[val]))),
+    th = scorer.thresholds(None)
+    info = {"calibrated_fprs": sorted(float(k) for k in scorer.calibration),"train_rows": int(tr.sum()), "val_rows": int(val.sum()), "val_flows": int(len(np.unique(flow_id[val]))),
             "val_benign_flows": int(len(np.unique(flow_id[val][is_benign]))), "seed": seed, "hidden": hidden,
             "epochs": epochs, "recall_at_default_fpr": {}}
+    info["default_fpr"] = DEFAULT_FPR if DEFAULT_FPR in info["calibrated_fprs"] else min(info["calibrated_fprs"])
     vm = labels[val]
     for j, m in enumerate(scorer.missions):
         if m == "Benign":

@@ -93,17 +93,62 @@ def train_detector(labs, *, benign=(), seed: int = 0, epochs: int = 30, window_s
     return scorer
 
 
+#: nDPI captures that are not benign background (attacks, scans, malware, fuzzer finds).
+NOT_BENIGN = ("scan", "webattack", "malware", "exfil", "iodine", "dns2tcp", "icmp-tunnel", "dos_", "fuzz",
+              "crash", "exploit", "bot", "log4j", "mirai", "cve", "invalid", "malformed", "brute")
+
+
+def benign_split(folder: str | Path, *, seed: int = 0, train_share: float = 0.5) -> tuple[list[Path], list[Path]]:
+    """Benign captures of an nDPI-style folder split by capture (hash of the name and seed): (train, held out)."""
+    import hashlib
+
+    files = sorted(p for p in Path(folder).rglob("*") if p.suffix in (".pcap", ".pcapng") and p.is_file()
+                   and not any(w in p.name.lower() for w in NOT_BENIGN))
+    train, held = [], []
+    for p in files:
+        h = int.from_bytes(hashlib.sha256(f"{seed}:{p.name}".encode()).digest()[:4], "big") / 2**32
+        (train if h < train_share else held).append(p)
+    return train, held
+
+
+def train_default(out: str | Path, *, work: str | Path, seed: int = 7, duration_s: float = 300.0,
+                  ndpi: str | Path | None = None) -> EarlyFlowScorer:
+    """The recipe of the shipped model: a ``duration_s`` lab capture of seed ``seed`` with every lab class,
+    plus half of the nDPI benign captures (split by capture; the other half stays held out for evaluation)."""
+    from packetclip.lab.synth import SynthLab
+
+    lab = Path(work) / f"lab-{seed}-{int(duration_s)}"
+    if not (lab / "packet_labels.parquet").is_file():
+        SynthLab(duration_s=duration_s, seed=seed, classes="all").generate(lab, progress=False, ingest=False,
+                                                                           overwrite=True)
+    benign, held = benign_split(ndpi, seed=seed) if ndpi is not None else ([], [])
+    scorer = train_detector([lab], benign=benign, seed=seed, out=None)
+    scorer.info.update({"recipe": "default", "lab_seed": seed, "lab_duration_s": duration_s,
+                        "benign_train": [p.name for p in benign], "benign_held_out": [p.name for p in held]})
+    scorer.save(out)
+    return scorer
+
+
 def main(argv=None) -> None:
     """``python -m packetclip.detect.train LAB... [--benign CAPTURE...] --out MODEL [--seed N]``."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m packetclip.detect.train",
                                      description="Train the early-decision detector model on lab folders.")
-    parser.add_argument("labs", nargs="+", type=Path, help="lab folders (packetclip lab synth --out)")
+    parser.add_argument("labs", nargs="*", type=Path, help="lab folders (packetclip lab synth --out)")
+    parser.add_argument("--recipe", choices=["default"], help="train the shipped model's recipe instead")
+    parser.add_argument("--work", type=Path, default=Path("detect-train"), help="folder for the recipe's lab")
+    parser.add_argument("--ndpi", type=Path, help="folder of nDPI captures (benign background for the recipe)")
     parser.add_argument("--benign", nargs="*", type=Path, default=[], help="benign captures (background)")
     parser.add_argument("--out", type=Path, required=True, help="model folder to write")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split and the initialisation")
     args = parser.parse_args(argv)
+    if args.recipe:
+        scorer = train_default(args.out, work=args.work, seed=args.seed if args.seed else 7, ndpi=args.ndpi)
+        print(json.dumps({k: v for k, v in scorer.info.items() if not k.startswith("benign_")}))
+        return
+    if not args.labs:
+        parser.error("give lab folders or --recipe default")
     scorer = train_detector(args.labs, benign=args.benign, seed=args.seed, out=args.out)
     print(json.dumps(scorer.info))
 
