@@ -223,10 +223,13 @@ class Bundle:
     def score(self, embeddings: np.ndarray, *, keys: np.ndarray, times_ns: np.ndarray,
               explain: bool = False, top: int = 5) -> pd.DataFrame:
         """Score flows (row order kept) with past-only windows per sequence key; see the module docstring."""
+        from packetclip.reasoning.model import band_logits
+
+        keys = np.asarray(keys, dtype=object)
+        times_ns = np.asarray(times_ns, np.int64)
         steps = self.step_features(embeddings)
-        idx, lengths, gaps = past_windows(np.asarray(keys, dtype=object), np.asarray(times_ns, np.int64),
-                                          self.window)
-        m, f = self._logits(steps, gaps, idx, lengths)
+        idx, lengths, gaps = past_windows(keys, times_ns, self.window)
+        m, f = band_logits(self.gnn, steps, gaps, keys, times_ns)
         table = self._table(m, f)
         if explain:
             x = np.asarray(embeddings, np.float32)

@@ -13,8 +13,14 @@ Per step ``t`` (one flow, see :mod:`packetclip.reasoning.windows`) and per missi
 All of it is dense matmuls over the whole ``(batch x time)`` stack; the GNN only depends on its own step, so a
 caller computes step features once per flow (:meth:`MissionGNN.step_features`) and the transformer reads windows
 of them (:meth:`MissionGNN.temporal`). The embedding nodes of all missions are concatenated with the log time
-since the previous step, projected to ``d_model`` = 128, run through a causal ``TransformerEncoder`` (8 heads;
-step ``t`` sees only steps ``<= t``, so scoring can stream) and an MLP to the missions (plus a fine-class head).
+since the previous step, projected to ``d_model`` = 128, run through a ``TransformerEncoder`` (8 heads) whose
+mask lets step ``t`` see steps ``t - A + 1 .. t`` only (past-only, so scoring can stream) and an MLP to the
+missions (plus a fine-class head).
+
+There is no absolute position embedding: order enters through the time-gap feature and the mask. So with one
+layer, a step's output depends only on the steps of its own window, and a long sequence can be scored in one
+band-masked pass instead of one pass per window (:func:`band_logits`) with exactly the same result — 30 times
+less work at A = 30.
 
 Saved as ``config.json`` + ``model.safetensors`` (strict loading: missing/extra/mis-shaped tensors refused).
 """
@@ -83,6 +89,71 @@ class ReasoningConfig:
             raise CheckpointError(f"invalid reasoning config: {getattr(err, 'detail', err)}", path=path) from None
 
 
+def band_mask(t: int, window: int, device=None) -> torch.Tensor:
+    """Additive ``[t, t]`` mask: query ``i`` sees keys ``i - window + 1 .. i``."""
+    i = torch.arange(t, device=device)
+    d = i[:, None] - i[None, :]
+    return torch.where((d >= 0) & (d < window), 0.0, float("-inf"))
+
+
+@torch.no_grad()
+def band_logits(model: "MissionGNN", steps: np.ndarray, gaps: np.ndarray, keys: np.ndarray, times_ns: np.ndarray,
+                *, block: int = 120, tokens: int = 16384) -> tuple[np.ndarray, np.ndarray]:
+    """Mission and fine logits of every row with its past-only window, in row order.
+
+    One layer: each sequence (same key, by time) is cut into blocks of ``block`` steps, each preceded by the
+    ``A - 1`` steps before it, and run band-masked (exactly the per-window result, see the module docstring).
+    More layers: one pass per window."""
+    from packetclip.reasoning.windows import past_windows
+
+    c = model.config
+    n = len(keys)
+    out_m = np.zeros((n, len(c.missions)), np.float32)
+    out_f = np.zeros((n, max(1, len(c.fine_classes))), np.float32)
+    if not n:
+        return out_m, out_f
+    model.eval()
+    if c.layers != 1:
+        idx, lengths, _ = past_windows(keys, times_ns, c.window)
+        starts = [(idx[r, :lengths[r]], lengths[r] - 1, np.array([r])) for r in range(n)]
+    else:
+        import pandas as pd
+
+        codes = pd.factorize(pd.Series(keys, dtype=object))[0]
+        order = np.lexsort((np.arange(n), np.asarray(times_ns, np.int64), codes))
+        sc = codes[order]
+        bounds = np.flatnonzero(np.r_[True, sc[1:] != sc[:-1], True])
+        starts = []
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            for s in range(a, b, block):
+                e = min(b, s + block)
+                p = max(a, s - c.window + 1)
+                starts.append((order[p:e], s - p, order[s:e]))
+    starts.sort(key=lambda item: len(item[0]))
+    i = 0
+    while i < len(starts):
+        t = len(starts[i][0])
+        j = i + 1
+        while j < len(starts) and (j - i + 1) * len(starts[j][0]) <= tokens:
+            j += 1
+        group = starts[i:j]
+        t = max(len(g[0]) for g in group)
+        idx = np.full((len(group), t), -1, np.int64)
+        for k, (rows, _, _) in enumerate(group):
+            idx[k, :len(rows)] = rows
+        st = torch.from_numpy(np.where(idx[..., None] >= 0, steps[np.maximum(idx, 0)], 0.0).astype(np.float32))
+        gp = torch.from_numpy(np.where(idx >= 0, gaps[np.maximum(idx, 0)], 0.0).astype(np.float32))
+        m, f = model.temporal(st, gp)
+        m, f = m.numpy(), f.numpy()
+        for k, (rows, first, targets) in enumerate(group):
+            if c.layers != 1:
+                out_m[targets], out_f[targets] = m[k, first], f[k, first]
+            else:
+                out_m[targets], out_f[targets] = m[k, first:len(rows)], f[k, first:len(rows)]
+        i = j
+    return out_m, out_f
+
+
 class MissionBranch(nn.Module):
     """Message passing over one mission graph (dense, batched)."""
 
@@ -136,13 +207,11 @@ class MissionGNN(nn.Module):
         self.branches = nn.ModuleList([MissionBranch(g, c.embed_dim, c.node_dim, gen) for g in c.graphs])
         step_dim = c.node_dim * len(c.graphs) + 1
         self.inp = nn.Linear(step_dim, c.d_model)
-        self.pos = nn.Parameter(torch.zeros(c.window, c.d_model))
         layer = nn.TransformerEncoderLayer(c.d_model, c.heads, c.ff_dim, c.dropout, batch_first=True,
                                            activation="gelu")
         self.temporal_encoder = nn.TransformerEncoder(layer, c.layers, enable_nested_tensor=False)
         self.head = nn.Sequential(nn.Linear(c.d_model, 64), nn.GELU(), nn.Linear(64, len(c.missions)))
         self.fine_head = nn.Linear(c.d_model, max(1, len(c.fine_classes)))
-        self.register_buffer("causal", torch.triu(torch.full((c.window, c.window), float("-inf")), 1))
         self.eval()
 
     def set_graph_vectors(self, vectors: list[list[np.ndarray]]) -> None:
@@ -155,11 +224,11 @@ class MissionGNN(nn.Module):
         return torch.cat([b(x, keep) for b in self.branches], dim=-1)
 
     def temporal(self, steps: torch.Tensor, gaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Windows ``steps [B, T, S]`` (right-padded; step ``t`` sees ``<= t``) and ``gaps [B, T]`` (log1p seconds
-        since the previous step of the same sequence) -> mission and fine logits ``[B, T, ...]``."""
+        """Sequences ``steps [B, T, S]`` (right-padded; step ``t`` sees ``t - A + 1 .. t``) and ``gaps [B, T]``
+        (log1p seconds since the previous step of the same sequence) -> mission and fine logits ``[B, T, ...]``."""
         t = steps.shape[1]
-        z = self.inp(torch.cat([steps, gaps[..., None]], -1)) + self.pos[:t]
-        z = self.temporal_encoder(z, mask=self.causal[:t, :t], is_causal=True)
+        z = self.inp(torch.cat([steps, gaps[..., None]], -1))
+        z = self.temporal_encoder(z, mask=band_mask(t, self.config.window, z.device))
         return self.head(z), self.fine_head(z)
 
     # ---- persistence --------------------------------------------------------------------------------

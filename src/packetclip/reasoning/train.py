@@ -50,7 +50,7 @@ class ReasoningSettings:
     seed: int = 0
     max_train_flows: int | None = None     # data-scarcity studies: a fraction is applied by the caller
     align_steps: int = 1500
-    describe_flows: int = 4000
+    describe_flows: int = 2000     # one rule-based description each: the text encoder is the slow part on a CPU
     threads_note: str = field(default="", repr=False)
 
 
@@ -203,13 +203,10 @@ def fit_gnn(model: MissionGNN, aligned: np.ndarray, data: FlowData, settings: Re
     for epoch in range(settings.epochs):
         chunks = train_chunks(keys, data.times_ns, settings.window, offset=int(rng.integers(settings.window)))
         chunks = chunks[train[np.maximum(chunks, 0)].any(1) & (chunks >= 0).any(1)]
-        chunks = chunks[torch.randperm(len(chunks), generator=gen).numpy()]
         model.train()
         total = 0.0
-        for s in range(0, len(chunks), settings.batch_size):
-            ch = chunks[s:s + settings.batch_size]
-            t = int((ch >= 0).sum(1).max())
-            ch = ch[:, :t]
+        for ch in length_batches(chunks, settings.batch_size * settings.window, 4 * settings.batch_size, rng):
+            t = ch.shape[1]
             xb, gb, valid, rows = _window_batch(x, gaps, ch)
             b = xb.shape[0]
             steps = model.step_features(xb.reshape(b * t, -1)).reshape(b, t, -1)
@@ -250,23 +247,33 @@ def fit_gnn(model: MissionGNN, aligned: np.ndarray, data: FlowData, settings: Re
 
 
 @torch.no_grad()
-def predict_proba(model: MissionGNN, aligned: np.ndarray, keys: np.ndarray, times_ns: np.ndarray,
-                  batch_size: int = 2048) -> np.ndarray:
+def predict_proba(model: MissionGNN, aligned: np.ndarray, keys: np.ndarray, times_ns: np.ndarray) -> np.ndarray:
     """Mission probabilities ``[n, 4]`` of every flow with its past-only window."""
+    from packetclip.reasoning.model import band_logits
+
     model.eval()
     x = torch.from_numpy(np.asarray(aligned, np.float32))
-    steps = torch.cat([model.step_features(x[s:s + 8192]) for s in range(0, len(x), 8192)]).numpy()
-    idx, lengths, gaps = past_windows(keys, times_ns, model.config.window)
-    out = []
-    for s in range(0, len(idx), batch_size):
-        i, ln = idx[s:s + batch_size], lengths[s:s + batch_size]
-        t = int(ln.max())
-        i = i[:, :t]
-        st = torch.from_numpy(np.where(i[..., None] >= 0, steps[np.maximum(i, 0)], 0.0).astype(np.float32))
-        gp = torch.from_numpy(np.where(i >= 0, gaps[np.maximum(i, 0)], 0.0).astype(np.float32))
-        m, _ = model.temporal(st, gp)
-        out.append(m[torch.arange(len(i)), torch.from_numpy(ln - 1)].softmax(-1).numpy())
-    return np.concatenate(out) if out else np.zeros((0, len(MISSION_CLASSES)), np.float32)
+    steps = torch.cat([model.step_features(x[s:s + 8192]) for s in range(0, len(x), 8192)]).numpy() \
+        if len(x) else np.zeros((0, 1), np.float32)
+    _, _, gaps = past_windows(keys, times_ns, model.config.window)
+    m, _ = band_logits(model, steps, gaps, keys, times_ns)
+    return torch.softmax(torch.from_numpy(m), -1).numpy()
+
+
+def length_batches(chunks: np.ndarray, tokens: int, max_batch: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Chunks grouped by length (so short host sequences are not padded to the window), at most ``tokens`` steps
+    and ``max_batch`` chunks per batch; batch order shuffled."""
+    lengths = (chunks >= 0).sum(1)
+    order = np.lexsort((rng.random(len(chunks)), lengths))
+    batches, i = [], 0
+    while i < len(order):
+        j = i + 1
+        while j < len(order) and j - i < max_batch and (j - i + 1) * lengths[order[j]] <= tokens:
+            j += 1
+        b = chunks[order[i:j]]
+        batches.append(b[:, :int(lengths[order[i:j]].max())])
+        i = j
+    return [batches[k] for k in rng.permutation(len(batches))]
 
 
 # ---- alignment (when none is given) --------------------------------------------------------------------
@@ -287,7 +294,7 @@ def train_alignment_on(rows: pd.DataFrame, embeddings: np.ndarray, side, text_si
     part = balanced_sample(part, settings.describe_flows, seed=settings.seed)
     part = part.copy()
     part["flow_id"] = part["_row"].to_numpy(np.int64)     # unique across workspaces: the row number
-    table = Describer("rules", 2, settings.seed).describe(part)
+    table = Describer("rules", 1, settings.seed).describe(part)
     ids, flow_row = np.unique(table["flow_id"].to_numpy(np.int64), return_inverse=True)
     classes = sorted(table["label"].astype(str).unique())
     groups = pd.Categorical(table["label"].astype(str), categories=classes).codes.astype(np.int64)
