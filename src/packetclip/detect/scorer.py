@@ -261,4 +261,7 @@ def load_scorer(path: str | Path | None = None) -> EarlyFlowScorer:
                                "`python -m packetclip.detect.train --out MODEL` and pass --model MODEL")
     if not folder.is_dir():
         raise ModelBundleError("no such model folder", path=str(folder))
+    if (folder / "bundle.json").is_file():
+        raise ModelBundleError("this is a reasoning bundle (packetclip train); detect does not score with it yet: "
+                               "use a detector model (python -m packetclip.detect.train)", path=str(folder))
     return EarlyFlowScorer.load(folder)
