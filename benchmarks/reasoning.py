@@ -6,7 +6,8 @@ subset (``--ndpi-captures``) of the benign captures of ../shared/data/ndpi (atta
 :data:`packetclip.reasoning.data.ATTACK_LIKE`), split **by capture** (train / val / test). The two scan captures
 (synscan.pcap, tcp_scan.pcapng) are held out entirely. Training data = lab train flows + ndpi train captures.
 
-Traffic side: the flow-table encoder (fitted on the training flows) + normalised CICFlowMeter features; the
+Traffic side: the flow-table encoder (fitted on the training flows) + normalised CICFlowMeter features + the
+flow's host context (:mod:`packetclip.traffic.context`); the
 alignment is trained on rule-based descriptions of a balanced sample of training flows (MiniLM text side).
 
 Figures:
@@ -158,6 +159,7 @@ def main() -> None:
     from packetclip.align.sides import TextSide
     from packetclip.encoders.flowtable import CICFLOW_FEATURES, feature_matrix
     from packetclip.lab.synth import SynthLab
+    from packetclip.reasoning.bundle import embed_flows
     from packetclip.reasoning.data import SCAN_CAPTURES, benign_captures
     from packetclip.reasoning.train import (ReasoningSettings, build_gnn, calibrate_threshold, default_graphs,
                                             fit_gnn, mauc, predict_proba, prepare, train_alignment_on)
@@ -261,7 +263,7 @@ def main() -> None:
 
     scan_ws = Workspace.open(scan_dir)
     scan_rows = scan_ws.flows()
-    scan_emb = side.embed(scan_ws, scan_rows["flow_id"].to_numpy(np.int64))
+    scan_emb = embed_flows(side, scan_ws, scan_rows["flow_id"].to_numpy(np.int64), host_context=s.host_context)
     scan_aligned = align.traffic_vectors(scan_emb)
     scan_keys = sequence_keys(scan_rows, best_mode, prefix="scan")
     scan_p = predict_proba(gnn, scan_aligned, scan_keys, scan_rows["first_ts_ns"].to_numpy(np.int64))
@@ -280,6 +282,18 @@ def main() -> None:
         result[f"ndpi_scan_alerted_any_{name}"] = round(float(((1.0 - ps[:, 0]) >= thr).mean()), 5)
         log(f"{name}: threshold {thr:.4f}; held-out benign ndpi FPR {result[f'ndpi_benign_fpr_{name}']}; "
             f"scan recall {result[f'ndpi_scan_recall_{name}']}")
+    # the same two figures for every time step's comparison model (what context buys on unseen traffic)
+    per_mode = {}
+    for mode, g in models.items():
+        p = predict_proba(g, aligned, data.keys[mode], data.times_ns)
+        ps = predict_proba(g, scan_aligned, sequence_keys(scan_rows, mode, prefix="scan"),
+                           scan_rows["first_ts_ns"].to_numpy(np.int64))
+        thr = calibrate_threshold(1.0 - p[benign_val, 0])
+        per_mode[mode] = {"ndpi_benign_fpr": round(float(((1.0 - p[ndpi_test, 0]) >= thr).mean()), 5),
+                          "ndpi_scan_recall": round(float((((1.0 - ps[:, 0]) >= thr)
+                                                           & (ps[:, 1:].argmax(1) + 1 == 2)).mean()), 5)}
+    result["timestep_generalisation"] = per_mode
+    log(f"per time step on unseen traffic: {per_mode}")
     result["ndpi_benign_fpr"] = result["ndpi_benign_fpr_gnn"]
     result["ndpi_scan_recall"] = result["ndpi_scan_recall_gnn"]
     result["ndpi_test_flows"] = int(ndpi_test.sum())

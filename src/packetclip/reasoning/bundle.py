@@ -19,7 +19,9 @@ Scoring API (what ``detect`` calls)::
     table = bundle.score_workspace(ws, flow_ids=None)
 
     # batch, from arrays: raw traffic embeddings [n, traffic_dim] (bundle.embed(ws, ids) or, for a flow-table
-    # bundle, bundle.embed_rows(flow_rows_dataframe)), the flows' sequence keys and start times
+    # bundle, bundle.embed_rows(flow_rows_dataframe); with ``host_context`` in bundle.json the rows should carry
+    # the ctx_* columns of packetclip.traffic.context.HostContextPlugin, else they are computed over the rows
+    # given), the flows' sequence keys and start times
     keys = bundle.sequence_keys(flow_rows)             # per the bundle's time step (source host by default)
     table = bundle.score(embeddings, keys=keys, times_ns=first_ts_ns, explain=False)
 
@@ -65,6 +67,35 @@ def _mission_label(graph_mission: str) -> str:
         return mission_spec(graph_mission).label
     except PacketClipError:
         return graph_mission
+
+
+def context_block(rows: pd.DataFrame) -> np.ndarray:
+    """Host-context features (:mod:`packetclip.traffic.context`: what the flow's source and destination did in the
+    same 10-s window) as signed ``log1p``, ``[n, k]``. Rows without the ``ctx_*`` columns get them computed over
+    the rows given (a streaming caller passes what ``HostContextPlugin`` computed)."""
+    from packetclip.traffic.context import CONTEXT_COLUMNS, add_host_context
+
+    cols = [c for c in CONTEXT_COLUMNS if c != "ctx_window_s"]
+    if not set(cols) <= set(rows.columns):
+        rows = add_host_context(rows)
+    out = np.zeros((len(rows), len(cols)), np.float32)
+    for i, name in enumerate(cols):
+        if name in rows.columns:
+            v = pd.to_numeric(rows[name], errors="coerce").to_numpy(np.float64, na_value=np.nan)
+            v = np.where(np.isfinite(v), v, 0.0)
+            out[:, i] = np.sign(v) * np.log1p(np.abs(v))
+    return out
+
+
+def embed_flows(side, workspace, flow_ids: np.ndarray, *, host_context: bool) -> np.ndarray:
+    """The bundle's raw traffic embedding: the traffic side's, plus host context when ``host_context``."""
+    emb = side.embed(workspace, np.asarray(flow_ids, np.int64))
+    if not host_context:
+        return emb
+    rows = workspace.flows().drop_duplicates("flow_id")
+    ctx = context_block(rows).astype(np.float32)
+    pos = pd.Index(rows["flow_id"].to_numpy(np.int64)).get_indexer(np.asarray(flow_ids, np.int64))
+    return np.concatenate([emb, ctx[pos]], axis=1).astype(np.float32)
 
 
 def is_bundle_target(out: Path) -> bool:
@@ -156,8 +187,12 @@ class Bundle:
 
     # ---- embeddings -------------------------------------------------------------------------------------
     def embed(self, workspace, flow_ids: Sequence[int] | np.ndarray) -> np.ndarray:
-        """Raw traffic embeddings ``[n, traffic_dim]`` of a workspace's flows (the frozen encoder)."""
-        return self.traffic_side.embed(workspace, np.asarray(flow_ids, np.int64))
+        """Raw traffic embeddings ``[n, traffic_dim]`` of a workspace's flows (the frozen encoder, plus host
+        context when the bundle was trained with it)."""
+        from packetclip.traffic.workspace import Workspace
+
+        ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
+        return embed_flows(self.traffic_side, ws, flow_ids, host_context=bool(self.meta.get("host_context")))
 
     def embed_rows(self, rows: pd.DataFrame) -> np.ndarray:
         """Raw traffic embeddings from flow-table rows (CICFlowMeter columns), for flow-table bundles: what a
@@ -165,7 +200,10 @@ class Bundle:
         enc = self.traffic_side.encoder
         if not hasattr(enc, "normalized_features"):
             raise PacketClipError("this bundle embeds packets; use Bundle.embed(workspace, flow_ids)")
-        return np.concatenate([enc.embed(rows), enc.normalized_features(rows)], axis=1).astype(np.float32)
+        parts = [enc.embed(rows), enc.normalized_features(rows)]
+        if self.meta.get("host_context"):
+            parts.append(context_block(rows))
+        return np.concatenate(parts, axis=1).astype(np.float32)
 
     def sequence_keys(self, rows: pd.DataFrame, *, prefix: str = "") -> np.ndarray:
         """The time-step sequence key of each flow row (its source host for ``src``; see windows.py)."""

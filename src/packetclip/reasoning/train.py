@@ -49,6 +49,7 @@ class ReasoningSettings:
     fine_weight: float = 0.5
     seed: int = 0
     max_train_flows: int | None = None     # data-scarcity studies: a fraction is applied by the caller
+    host_context: bool = True             # append the flows' host context to the traffic embedding
     align_steps: int = 1500
     describe_flows: int = 2000     # one rule-based description each: the text encoder is the slow part on a CPU
     threads_note: str = field(default="", repr=False)
@@ -330,10 +331,12 @@ def prepare(workspaces: Sequence, work: Path, *, encoder: str | Path | None = No
         enc = FlowTableEncoder(FlowTableConfig(epochs=0, seed=s.seed, max_rows=20000)).fit(train_rows)
         enc.save_pretrained(Path(work) / "encoder")
         side = TrafficSide("flow", enc, path=Path(work) / "encoder")
+    from packetclip.reasoning.bundle import embed_flows
+
     parts = []
     for i, ws in enumerate(opened):
         ids = rows.loc[rows["ws_index"] == i, "flow_id"].to_numpy(np.int64)
-        parts.append(side.embed(ws, ids))
+        parts.append(embed_flows(side, ws, ids, host_context=s.host_context))
     emb = np.concatenate(parts)
     return make_flow_data(rows, emb, modes), side
 
@@ -380,6 +383,7 @@ def train_bundle(workspaces: Sequence, out: str | Path, *, encoder: str | Path |
                "history": history, "trainable_params": gnn.trainable_parameters(),
                "workspaces": [str(Path(getattr(w, "root", w) if not isinstance(w, (str, Path)) else w).resolve())
                               for w in workspaces]}
-    bundle = Bundle(gnn, align, side, threshold=threshold, meta={"training": summary}, graphs=graphs)
+    bundle = Bundle(gnn, align, side, threshold=threshold, meta={"training": summary, "host_context": s.host_context},
+                    graphs=graphs)
     bundle.save(out)
     return bundle, summary
