@@ -49,6 +49,7 @@ class ReasoningSettings:
     fine_weight: float = 0.5
     seed: int = 0
     max_train_flows: int | None = None     # data-scarcity studies: a fraction is applied by the caller
+    min_batches: int = 40                 # per epoch: small training sets (data-scarcity study) still get steps
     host_context: bool = True             # append the flows' host context to the traffic embedding
     align_steps: int = 1500
     describe_flows: int = 2000     # one rule-based description each: the text encoder is the slow part on a CPU
@@ -202,11 +203,18 @@ def fit_gnn(model: MissionGNN, aligned: np.ndarray, data: FlowData, settings: Re
     best, best_state, history = -1.0, None, []
     t0 = time.perf_counter()
     for epoch in range(settings.epochs):
-        chunks = train_chunks(keys, data.times_ns, settings.window, offset=int(rng.integers(settings.window)))
-        chunks = chunks[train[np.maximum(chunks, 0)].any(1) & (chunks >= 0).any(1)]
+        batches: list[np.ndarray] = []
+        n_chunks = 0
+        while len(batches) < max(1, settings.min_batches):
+            chunks = train_chunks(keys, data.times_ns, settings.window, offset=int(rng.integers(settings.window)))
+            chunks = chunks[train[np.maximum(chunks, 0)].any(1) & (chunks >= 0).any(1)]
+            if not len(chunks):
+                raise PacketClipError("no training flows (the train split is empty)")
+            n_chunks += len(chunks)
+            batches += length_batches(chunks, settings.batch_size * settings.window, 4 * settings.batch_size, rng)
         model.train()
         total = 0.0
-        for ch in length_batches(chunks, settings.batch_size * settings.window, 4 * settings.batch_size, rng):
+        for ch in batches:
             t = ch.shape[1]
             xb, gb, valid, rows = _window_batch(x, gaps, ch)
             b = xb.shape[0]
@@ -229,7 +237,7 @@ def fit_gnn(model: MissionGNN, aligned: np.ndarray, data: FlowData, settings: Re
             opt.step()
             total += float(loss.detach()) * b
         model.eval()
-        record = {"epoch": epoch + 1, "loss": total / max(1, len(chunks)), "seconds": time.perf_counter() - t0}
+        record = {"epoch": epoch + 1, "loss": total / max(1, n_chunks), "seconds": time.perf_counter() - t0}
         if val.any():
             proba = predict_proba(model, aligned, keys, data.times_ns)
             record["val_mauc"] = mauc(data.mission[val], proba[val])[0]
