@@ -164,7 +164,9 @@ def child_detect(args, data: dict) -> dict:
         attack = np.concatenate(truth["attack"]) if truth["attack"] else np.zeros(0, np.int64)
         fa = res.first_alerts
         src0 = fa["source"] == 0
-        alerted, n_at = fa["flow_id"][src0], fa["n"][src0]
+        # a flow's first alert only (a flow whose slot was reused by a newer flow can be recorded again)
+        alerted, first = np.unique(fa["flow_id"][src0], return_index=True)
+        n_at = fa["n"][src0][first]
         is_attack = np.isin(alerted, attack)
         out["median_packets_to_detect"] = float(np.median(n_at[is_attack])) if is_attack.any() else None
         out["attack_flows"] = int(len(attack))
