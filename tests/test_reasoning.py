@@ -88,7 +88,7 @@ def bundle(tmp_path_factory):
     torch.set_num_threads(1)
     base = tmp_path_factory.mktemp("reasoning")
     SynthLab(duration_s=30, seed=2, classes="paper").generate(base / "lab", progress=False)
-    settings = ReasoningSettings(epochs=2, align_steps=60, describe_flows=300, window=8)
+    settings = ReasoningSettings(epochs=2, align_steps=60, describe_flows=300, window=8, time_step="src")  # windows exercised
     b, summary = train_bundle([base / "lab"], base / "bundle", settings=settings, text_side=HashText())
     return b, base
 

@@ -971,14 +971,14 @@ def train_command(
     workspaces: List[Path] = typer.Argument(..., help="Workspaces to learn from: labelled lab workspaces (attacks) "
                                             "and unlabelled benign ones (your network's normal traffic, as background)."),
     out: Path = typer.Option(..., "--out", "-o", help="Bundle folder to write (empty or an earlier bundle)."),
-    recipe: str = typer.Option("default", "--recipe", help="Training recipe: default (flow-table encoder unless "
-                               "--encoder, rule-described alignment unless --alignment, source-host windows)."),
+    recipe: str = typer.Option("default", "--recipe", help="Training recipe: default (flow-table encoder + host "
+                               "context unless --encoder, rule-described alignment unless --alignment)."),
     encoder: Optional[Path] = typer.Option(None, "--encoder", help="A packet encoder folder (Lens) to use instead "
                                            "of a flow-table encoder fitted on the training flows."),
     alignment: Optional[Path] = typer.Option(None, "--alignment", help="An alignment folder (`packetclip align "
                                              "train`) trained on the same encoder; default: a quick one is trained."),
-    time_step: str = typer.Option("src", "--time-step", help="What a time step is: src (flows of one source host; "
-                                  "best on validation) | dst | global | flow."),
+    time_step: str = typer.Option("flow", "--time-step", help="What a time step is: flow (the flow alone, with its "
+                                  "host context; best on validation) | src | dst | global (past-only windows)."),
     window: int = typer.Option(30, "--window", min=1, max=512, help="Steps per past-only window (paper: 30)."),
     epochs: int = typer.Option(12, "--epochs", min=1, help="GNN training epochs (the best one on validation is kept)."),
     seed: int = typer.Option(0, "--seed", help="Seed of initialisation, splits and batches."),

@@ -59,7 +59,7 @@ class ReasoningConfig:
     missions: list = field(default_factory=lambda: list(MISSION_CLASSES))
     fine_classes: list = field(default_factory=list)
     graphs: list = field(default_factory=list)      # tensors_to_dict(...) per attack mission, in model order
-    time_step: str = "src"
+    time_step: str = "flow"
     seed: int = 0
     model_type: str = MODEL_TYPE
 
