@@ -116,9 +116,10 @@ def train_default(out: str | Path, *, work: str | Path, seed: int = 7, duration_
     """The recipe of the shipped model: a ``duration_s`` lab capture of seed ``seed`` with every lab class,
     plus half of the nDPI benign captures (split by capture; the other half stays held out for evaluation)."""
     from packetclip.lab.synth import SynthLab
+    from packetclip.traffic.workspace import Workspace
 
     lab = Path(work) / f"lab-{seed}-{int(duration_s)}"
-    if not (lab / "packet_labels.parquet").is_file():
+    if not Workspace(lab).has("packet_labels"):
         SynthLab(duration_s=duration_s, seed=seed, classes="all").generate(lab, progress=False, ingest=False,
                                                                            overwrite=True)
     benign, held = benign_split(ndpi, seed=seed) if ndpi is not None else ([], [])
