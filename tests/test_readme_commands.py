@@ -31,11 +31,12 @@ SMALLER = [
     (r"--steps 2000", "--steps 3 --save-every 0"),
     (r"--steps \d{3,}", "--steps 3"),                       # any other training command: a few steps
     (r"(encoder eval-generation \S+ \S+)$", r"\1 --max-packets 100"),
-    (r"(describe lab/ --backend rules .*)$", r"\1 --limit 20 -q"),
+    (r"(describe lab/ --backend rules .*)$", r"\1 --limit 300 -q"),
     (r"(describe lab/ --backend openai .*)$", r"\1 --limit 2 --texts-per-flow 1 -q"),
     (r"\.\./shared/data/ndpi/pcap", "{ndpi_pcaps}"),        # three small captures (symlinks)
     (r"\.\./shared/data/ndpi/result", "{ndpi_results}"),    # their nDPI results
     (r"\.\./shared/data/cicids2017/\*\.csv", "{cic}/*.csv"),  # two small CSVs (symlinks)
+    (r"^(packetclip train lab/ .*)$", r"\1 --epochs 1"),  # the reasoning bundle: one epoch
     (r"--port 8000", "--port {port}"),
     (r"http://127\.0\.0\.1:8000/v1", "http://127.0.0.1:{port}/v1"),
 ]
