@@ -16,7 +16,6 @@ projection, only the temperature learns), ``packet`` trains the traffic head, ``
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -30,7 +29,6 @@ from packetclip.errors import CheckpointError, PacketClipError
 
 MODEL_TYPE = "packetclip-align"
 CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 TRAFFIC_KINDS = ("packet", "packet+context", "flow")
 HEADS = ("none", "packet", "both")
 MAX_LOGIT_SCALE = math.log(100.0)
@@ -167,49 +165,18 @@ class AlignModel(nn.Module):
     # --- persistence ----------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path) -> Path:
         """``config.json`` + ``model.safetensors`` (no pickle)."""
-        from safetensors.torch import save_file
+        from packetclip.encoders._weights import save_module
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / CONFIG_NAME).write_text(json.dumps(self.config.to_dict(), indent=2, sort_keys=True) + "\n")
-        state = {k: v.detach().cpu().contiguous().clone() for k, v in self.state_dict().items()}
-        save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt", "model_type": MODEL_TYPE})
-        return directory
+        return save_module(self, Path(directory), self.config.to_dict(), {"model_type": MODEL_TYPE})
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> "AlignModel":
         """Load a saved alignment; missing/extra tensors or wrong shapes are one ``CheckpointError`` line."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
+        from packetclip.encoders._weights import load_module, read_config
 
         directory = Path(directory)
-        cfg_path = directory / CONFIG_NAME
-        if not cfg_path.is_file():
-            raise CheckpointError("not an alignment model folder (no config.json)", path=str(directory))
-        try:
-            raw = json.loads(cfg_path.read_text())
-        except (OSError, ValueError) as err:
-            raise CheckpointError(f"config.json is unreadable ({err})", path=str(cfg_path)) from None
-        model = cls(AlignConfig.from_dict(raw, path=str(cfg_path)))
-        weights = directory / WEIGHTS_NAME
-        if not weights.is_file():
-            raise CheckpointError(f"no {WEIGHTS_NAME}", path=str(directory))
-        try:
-            tensors = load_file(str(weights))
-        except (SafetensorError, OSError, ValueError) as err:
-            raise CheckpointError(f"weights are unreadable ({' '.join(str(err).split())[:100]})",
-                                  path=str(weights)) from None
-        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-        got = {k: tuple(v.shape) for k, v in tensors.items()}
-        if set(expected) != set(got):
-            missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
-            raise CheckpointError(f"weights do not match the config (missing {missing}, extra {extra})",
-                                  path=str(weights))
-        bad = [k for k in expected if expected[k] != got[k]]
-        if bad:
-            raise CheckpointError(f"tensor {bad[0]} has shape {got[bad[0]]}, config says {expected[bad[0]]}",
-                                  path=str(weights))
-        model.load_state_dict(tensors, strict=True)
+        model = cls(AlignConfig.from_dict(read_config(directory), path=str(directory / CONFIG_NAME)))
+        load_module(model, directory)
         model.eval()
         return model
 

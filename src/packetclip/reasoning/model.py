@@ -27,7 +27,6 @@ Saved as ``config.json`` + ``model.safetensors`` (strict loading: missing/extra/
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -40,7 +39,6 @@ from packetclip.errors import CheckpointError, PacketClipError
 
 MODEL_TYPE = "packetclip-reasoning"
 CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 MISSION_CLASSES = ("Benign", "DoS", "Reconnaissance", "Brute Force")
 
 
@@ -233,41 +231,18 @@ class MissionGNN(nn.Module):
 
     # ---- persistence --------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path) -> Path:
-        from safetensors.torch import save_file
+        from packetclip.encoders._weights import save_module
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / CONFIG_NAME).write_text(json.dumps(self.config.to_dict(), indent=1, sort_keys=True) + "\n")
-        state = {k: v.detach().cpu().contiguous().clone() for k, v in self.state_dict().items()}
-        save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt", "model_type": MODEL_TYPE})
-        return directory
+        return save_module(self, Path(directory), self.config.to_dict(), {"model_type": MODEL_TYPE})
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> "MissionGNN":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
+        """Strict load: missing/extra tensors or wrong shapes are one ``CheckpointError`` line."""
+        from packetclip.encoders._weights import load_module, read_config
 
         directory = Path(directory)
-        cfg = directory / CONFIG_NAME
-        if not cfg.is_file():
-            raise CheckpointError("not a reasoning model folder (no config.json)", path=str(directory))
-        try:
-            raw = json.loads(cfg.read_text())
-        except (OSError, ValueError) as err:
-            raise CheckpointError(f"config.json is unreadable ({err})", path=str(cfg)) from None
-        model = cls(ReasoningConfig.from_dict(raw, path=str(cfg)))
-        try:
-            tensors = load_file(str(directory / WEIGHTS_NAME))
-        except (SafetensorError, OSError, ValueError) as err:
-            raise CheckpointError(f"weights are unreadable ({' '.join(str(err).split())[:100]})",
-                                  path=str(directory)) from None
-        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-        got = {k: tuple(v.shape) for k, v in tensors.items()}
-        if expected != got:
-            diff = sorted(set(expected) ^ set(got)) or [k for k in expected if expected[k] != got.get(k)]
-            raise CheckpointError(f"weights do not match the config (first difference: {diff[0]})",
-                                  path=str(directory))
-        model.load_state_dict(tensors, strict=True)
+        model = cls(ReasoningConfig.from_dict(read_config(directory), path=str(directory / CONFIG_NAME)))
+        load_module(model, directory)
         model.eval()
         return model
 
