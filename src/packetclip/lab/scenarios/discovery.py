@@ -50,11 +50,12 @@ class UdpScan(Scenario):
         p = ctx.params
         timing = TIMING[p["timing"]]
         t = ctx.start
+        top = set(NMAP_TOP_UDP)
+        extra = [q for q in range(1, 65536) if q not in top]   # once, not a set per port per target
         for target in ctx.plan.victims:
             if t >= ctx.end:
                 break
             prober = _NmapProber(ctx, ctx.plan.attackers[0], target)
-            extra = [q for q in range(1, 65536) if q not in set(NMAP_TOP_UDP)]
             ports = list(NMAP_TOP_UDP) + rng.sample(extra, max(0, p["ports"] - len(NMAP_TOP_UDP)))
             t = scan_ports(ctx, prober, nmap_port_order(ports, rng), "sU", timing, t) + rng.uniform(0.05, 2.0)
 
