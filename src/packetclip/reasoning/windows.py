@@ -43,15 +43,23 @@ def log_gap(seconds: np.ndarray | float) -> np.ndarray:
     return np.log1p(np.clip(np.asarray(seconds, np.float64), 0.0, MAX_GAP_S)).astype(np.float32)
 
 
-def past_windows(keys: np.ndarray, times_ns: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For every flow (in the given row order): ``idx [n, window]`` row indices of its window (right-padded with
-    -1, the flow itself last), ``lengths [n]``, and ``gaps [n]`` (per-row time feature)."""
+def _sequences(keys: np.ndarray, times_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows sorted by (key, time, row): ``order``, ``first`` (a sequence starts here) and ``seq_start`` (where each
+    sorted row's sequence starts)."""
     n = len(keys)
     codes = pd.factorize(pd.Series(keys, dtype=object))[0]
     order = np.lexsort((np.arange(n), np.asarray(times_ns, np.int64), codes))
     sorted_codes = codes[order]
     first = np.r_[True, sorted_codes[1:] != sorted_codes[:-1]] if n else np.zeros(0, bool)
     seq_start = np.maximum.accumulate(np.where(first, np.arange(n), 0)) if n else np.zeros(0, np.int64)
+    return order, first, seq_start
+
+
+def past_windows(keys: np.ndarray, times_ns: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For every flow (in the given row order): ``idx [n, window]`` row indices of its window (right-padded with
+    -1, the flow itself last), ``lengths [n]``, and ``gaps [n]`` (per-row time feature)."""
+    n = len(keys)
+    order, first, seq_start = _sequences(keys, times_ns)
     t = np.asarray(times_ns, np.int64)[order]
     gap_s = np.where(first, MAX_GAP_S, np.r_[0, np.diff(t)] / 1e9)
     gaps = np.empty(n, np.float32)
@@ -73,11 +81,7 @@ def train_chunks(keys: np.ndarray, times_ns: np.ndarray, window: int, *, offset:
     """Non-overlapping chunks of each sequence (``[m, window]`` row indices, right-padded with -1), so every flow is
     trained on once per epoch with 0..A-1 steps of history; ``offset`` shifts chunk borders between epochs."""
     n = len(keys)
-    codes = pd.factorize(pd.Series(keys, dtype=object))[0]
-    order = np.lexsort((np.arange(n), np.asarray(times_ns, np.int64), codes))
-    sc = codes[order]
-    first = np.r_[True, sc[1:] != sc[:-1]] if n else np.zeros(0, bool)
-    seq_start = np.maximum.accumulate(np.where(first, np.arange(n), 0)) if n else np.zeros(0, np.int64)
+    order, first, seq_start = _sequences(keys, times_ns)
     rel = np.arange(n) - seq_start + (offset % window)
     new_chunk = first | (rel % window == 0)
     chunk_id = np.cumsum(new_chunk) - 1
