@@ -1,7 +1,7 @@
 """Live lab: schedule, safety rules, label assignment and refusals (always); a real run (opt-in, root).
 
 The real run needs root, Linux, the tools of ``packetclip lab install`` and PACKETCLIP_LIVE_TESTS=1
-(``make lab-test``); it takes about 2 minutes, so the normal ``make test`` skips it.
+(``make lab-test``); it takes about 4 minutes (every class, paper and extended), so ``make test`` skips it.
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ import pytest
 
 from packetclip.errors import PacketClipError
 from packetclip.lab import live_tools
-from packetclip.lab.live_plan import (ATTACK_BASE, BENIGN_PROFILES, KILL_AFTER_S, ROLE_ATTACKER, ROLE_BENIGN,
-                                      ROLE_OTHER, ROLE_VICTIM, SERVER_IP, SUBNET, LiveConfig, assign_packet_labels,
-                                      benign_actions, benign_step, check_bounded, ip_to_int, plan_schedule)
-from packetclip.traffic.labels import FINE_CLASSES
+from packetclip.lab.live_plan import (AMP_NAME, ATTACK_BASE, BENIGN_PROFILES, KILL_AFTER_S, ROLE_ATTACKER,
+                                      ROLE_BENIGN, ROLE_OTHER, ROLE_VICTIM, SERVER_IP, SUBNET, LiveConfig,
+                                      assign_packet_labels, benign_actions, benign_step, check_bounded, dns_query,
+                                      ip_to_int, plan_schedule)
+from packetclip.traffic.labels import ALL_CLASSES, EXTENDED_CLASSES, FINE_CLASSES
 
 IP_RE = __import__("re").compile(r"(?<![\d.])(\d{1,3}(?:\.\d{1,3}){3})(?![\d.])")
 
@@ -38,11 +39,11 @@ def test_schedule_covers_all_classes_and_is_seeded():
     a = plan_schedule(LiveConfig(duration_s=180, seed=7))
     b = plan_schedule(LiveConfig(duration_s=180, seed=7))
     c = plan_schedule(LiveConfig(duration_s=180, seed=8))
-    assert {ep.label for ep in a} == set(FINE_CLASSES)
+    assert {ep.label for ep in a} == set(ALL_CLASSES)
     assert _argvs(a) == _argvs(b)
     assert [ep.planned_start_s for ep in a] == [ep.planned_start_s for ep in b]
     assert _argvs(a) != _argvs(c)
-    hosts = [ep.host_ip for ep in a]
+    hosts = [ep.host_ip for ep in a] + [ep.sender_ip for ep in a if ep.sender_ip]
     assert len(hosts) == len(set(hosts)), "every episode has its own address, so the address names the episode"
     assert SERVER_IP not in hosts
     assert all(ipaddress.ip_address(h) in SUBNET for h in hosts)
@@ -53,7 +54,7 @@ def test_schedule_covers_all_classes_and_is_seeded():
 
 def test_schedule_fits_the_duration_and_lanes_do_not_overlap():
     for seed in range(6):
-        cfg = LiveConfig(duration_s=150, seed=seed)
+        cfg = LiveConfig(duration_s=150, seed=seed, classes=FINE_CLASSES, max_lanes=3)
         eps = [ep for ep in plan_schedule(cfg) if ep.lane >= 0]
         assert len(eps) == 9
         assert all(ep.planned_start_s >= cfg.warmup_s - 1e-6 for ep in eps)
@@ -76,10 +77,51 @@ def test_too_short_duration_is_refused_with_the_minimum():
 def test_longer_runs_repeat_each_attack_class():
     eps = plan_schedule(LiveConfig(duration_s=600, seed=3))
     counts = pd.Series([ep.label for ep in eps if ep.lane >= 0]).value_counts()
-    assert set(counts.index) == set(FINE_CLASSES) - {"Benign"}
+    assert set(counts.index) == set(ALL_CLASSES) - {"Benign"}
     assert (counts == 2).all()
-    assert ipaddress.ip_address(max((ep.host_ip for ep in eps), key=ip_to_int)) == \
-        ipaddress.ip_address(f"10.203.0.{ATTACK_BASE + 17}")
+    used = [ep.host_ip for ep in eps] + [ep.sender_ip for ep in eps if ep.sender_ip]
+    # 36 attack episodes, the two reflections with a second address (their sender)
+    assert ipaddress.ip_address(max(used, key=ip_to_int)) == ipaddress.ip_address(f"10.203.0.{ATTACK_BASE + 37}")
+
+
+def test_extended_classes_run_their_real_tools():
+    eps = [ep for seed in range(4) for ep in plan_schedule(LiveConfig(duration_s=300, seed=seed))
+           if ep.label in EXTENDED_CLASSES]
+    tools = {}
+    for ep in eps:
+        tools.setdefault(ep.label, set()).update(step.argv[3] for step in ep.steps)
+    assert tools["HTTP Flood"] <= {"siege", "ab"} and tools["ACK Flood"] == {"hping3"}
+    assert tools["Reflection Amplification"] == {"nping"} and tools["IoT Brute Force"] == {"ncrack"}
+    assert tools["Slow HTTP"] == {"slowhttptest"} and tools["HTTP Brute Force"] == {"hydra"}
+    assert tools["UDP Scan"] == tools["Ping Sweep"] == tools["Service Scan"] == {"nmap"}
+    for ep in eps:
+        argvs = [step.argv for step in ep.steps]
+        if ep.label == "Reflection Amplification":
+            # the queries carry the victim's address (which names the episode); the sender has its own
+            assert ep.sender_ip and ep.sender_ip != ep.host_ip and ep.runner_ip == ep.sender_ip
+            for argv in argvs:
+                assert argv[argv.index("-S") + 1] == ep.host_ip
+                query = bytes.fromhex(argv[argv.index("--data") + 1])
+                assert AMP_NAME.encode() in query and query[-11:-8] == b"\x00\x00\x29"   # EDNS0 OPT
+        else:
+            assert not ep.sender_ip and ep.runner_ip == ep.host_ip
+        if ep.label == "Ping Sweep":
+            target = argvs[0][-1]
+            first, last = target.split("-")
+            assert first == SERVER_IP and int(last) < ATTACK_BASE, "the sweep never reaches attack hosts"
+        if ep.label == "Slow HTTP":
+            assert {"-B", "-X"} & set(argvs[0])
+        if ep.label == "UDP Scan":
+            assert "-sU" in argvs[0]
+        if ep.label == "Service Scan":
+            assert "-sV" in argvs[0] and "--script" not in argvs[0]
+    assert dns_query("a.b", 255, 7)[:2] == b"\x00\x07"
+
+
+def test_paper_classes_only():
+    eps = plan_schedule(LiveConfig(duration_s=150, seed=1, classes=FINE_CLASSES))
+    assert {ep.label for ep in eps} == set(FINE_CLASSES)
+    assert not any(ep.sender_ip for ep in eps)
 
 
 def test_a_subset_of_classes_and_no_dnsperf():
@@ -99,11 +141,12 @@ def test_every_planned_and_benign_command_is_bounded_and_aims_only_at_the_lab():
         for ep in plan_schedule(LiveConfig(duration_s=300, seed=seed)):
             for step in ep.steps:
                 argv = step.argv
-                check_bounded(argv)
+                check_bounded(argv, files=step.files)
                 assert argv[:2] == ["timeout", f"--kill-after={KILL_AFTER_S}"]
                 assert float(argv[2]) <= step.bound_s + 1
-                ips = {ip for a in argv for ip in IP_RE.findall(a)}
-                assert ips == {SERVER_IP}, (ep.label, argv)
+                ips = {ip for a in argv + list(step.files.values()) for ip in IP_RE.findall(a)}
+                # a reflection spoofs its victim (its own episode address); a sweep names a range from the server
+                assert ips == ({SERVER_IP, ep.host_ip} if ep.sender_ip else {SERVER_IP}), (ep.label, argv)
                 if argv[3] == "hping3":
                     assert "-c" in argv and "-i" in argv and "--flood" not in argv
                 if argv[3] == "nmap":
@@ -143,9 +186,32 @@ def test_every_planned_and_benign_command_is_bounded_and_aims_only_at_the_lab():
      "16 tasks"),
     (["timeout", "--kill-after=3", "10", "dnsperf", "-s", SERVER_IP, "-n", "5", "-l", "5", "-Q", "9"], "-n 1"),
     (["timeout", "--kill-after=3", "10", "nmap", "--max-retries", "1", "--host-timeout", "5s"], "no explicit"),
+    (["timeout", "--kill-after=3", "10", "nmap", "-sn", "--max-retries", "1", "--host-timeout", "5s",
+      "10.203.0.0/16"], "larger than the lab subnet"),
+    (["timeout", "--kill-after=3", "10", "nmap", "-sn", "--max-retries", "1", "--host-timeout", "5s",
+      "10.203.0.40-7"], "ascending range"),
+    (["timeout", "--kill-after=3", "10", "nping", "--udp", "-S", "192.168.1.5", "-c", "10", "--rate", "10",
+      SERVER_IP], "outside"),
+    (["timeout", "--kill-after=3", "10", "nping", "--udp", "-c", "0", "--rate", "10", SERVER_IP], "never stop"),
+    (["timeout", "--kill-after=3", "10", "nping", "--udp", "-c", "10", SERVER_IP], "--rate"),
+    (["timeout", "--kill-after=3", "10", "ncrack", "-U", "u", "-P", "p", f"mqtt://{SERVER_IP}:1883"], "to="),
+    (["timeout", "--kill-after=3", "10", "ab", "-n", "900000", "-c", "5", "-s", "5", f"http://{SERVER_IP}/"],
+     "-n must be"),
+    (["timeout", "--kill-after=3", "10", "siege", "-c", "10", "-t", "5M", f"http://{SERVER_IP}/"], "seconds"),
 ])
 def test_check_bounded_rejects_unbounded_or_outside_commands(argv, why):
     with pytest.raises(ValueError, match=__import__("re").escape(why)):
+        check_bounded(argv)
+
+
+def test_check_bounded_reads_the_files_a_step_writes():
+    argv = ["timeout", "--kill-after=3", "10", "siege", "-c", "10", "-t", "5S", "-f", "{work}/urls.txt"]
+    check_bounded(argv, files={"urls.txt": f"http://{SERVER_IP}/?a=1\nhttp://{SERVER_IP}/upload POST a=b\n"})
+    with pytest.raises(ValueError, match="URL host"):
+        check_bounded(argv, files={"urls.txt": f"http://{SERVER_IP}/\nhttp://example.com/\n"})
+    with pytest.raises(ValueError, match="outside"):
+        check_bounded(argv, files={"urls.txt": "http://10.9.0.1/\n"})
+    with pytest.raises(ValueError, match="no explicit"):
         check_bounded(argv)
 
 
@@ -171,6 +237,8 @@ def test_assign_packet_labels_by_client_address_and_window():
         (35 * s, atk2, server, 2, ROLE_ATTACKER, True),
         (35 * s, stranger, server, -1, ROLE_OTHER, False),             # unknown host
         (35 * s, 0, 0, -1, ROLE_OTHER, False),                         # ARP and other non-IP frames
+        (15 * s, atk1, benign, 1, ROLE_ATTACKER, True),                # a sweep reaching a benign host ...
+        (15 * s, benign, atk1, 1, ROLE_VICTIM, True),                  # ... and its answer: the sweep's
     ]
     ts, src, dst, ep, role, inw = (np.array(col) for col in zip(*rows))
     got_ep, got_role, got_in = assign_packet_labels(ts, src, dst, windows)
@@ -313,16 +381,18 @@ def live_run(tmp_path_factory):
     from packetclip.lab.live import LiveLab
 
     out = tmp_path_factory.mktemp("live")
-    result = LiveLab(duration_s=float(os.environ.get("PACKETCLIP_LIVE_DURATION", "120")), seed=7).run(out, progress=False)
+    result = LiveLab(duration_s=float(os.environ.get("PACKETCLIP_LIVE_DURATION", "180")), seed=7).run(out, progress=False)
     return result
 
 
-def test_live_run_produces_at_least_8_classes(live_run):
+def test_live_run_captures_every_class_with_pure_flow_labels(live_run):
     flows = pd.read_parquet(live_run.flows)
-    present = set(flows["label"].astype(str)) & set(FINE_CLASSES)
-    assert len(present) >= 8, f"classes in flow labels: {sorted(present)}"
+    present = set(flows["label"].astype(str))
+    assert present == set(ALL_CLASSES), f"missing classes: {sorted(set(ALL_CLASSES) - present)}"
     assert flows["mission"].notna().all()
     labels = pd.read_parquet(live_run.flow_labels)
+    impure = labels[labels["purity"] < 1.0]
+    assert impure.empty, impure.groupby("label", observed=True).size().to_dict()
     assert list(labels.columns) == ["flow_id", "label", "mission", "episode", "attacker", "victim", "packets",
                                     "attack_packets", "purity", "first_packet"]
     assert flows["label"].astype(str).value_counts().to_dict() == labels["label"].astype(str).value_counts().to_dict()

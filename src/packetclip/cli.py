@@ -243,8 +243,11 @@ def lab_live(
     scale: float = typer.Option(1.0, "--scale", min=0.1, max=4.0, help="Multiplies flood counts and scan sizes (0.1..4)."),
     ingest: bool = typer.Option(True, "--ingest/--no-ingest", help="Also write the flow table (--no-ingest: only "
                                 "capture and packet labels)."),
+    class_set: str = typer.Option("all", "--classes", help="all: the paper's 10 classes and the extended ones (siege/ab, "
+                                  "nping reflection, ncrack, ...); paper: the paper's 10 only."),
 ) -> None:
-    """Make the 10 classes with real tools (nmap, hping3, slowhttptest, hydra, dnsperf) against real servers.
+    """Make the lab's classes with real tools (nmap, hping3, slowhttptest, hydra, dnsperf, siege, ab, nping,
+    ncrack) against real servers.
 
     Everything runs inside network namespaces this command creates and deletes; every tool run is bounded
     by count and time. Needs root, Linux and the tools of `packetclip lab install`.
@@ -259,11 +262,14 @@ def lab_live(
     from packetclip.lab.live_tools import require_live_environment
     from packetclip.lab.synth import parse_duration
 
+    from packetclip.traffic.labels import ALL_CLASSES, FINE_CLASSES
+
     duration_s = parse_duration(duration)
-    require_live_environment()
-    kwargs = {"scale": scale}
-    if classes:
-        kwargs["classes"] = tuple(classes)
+    if class_set not in ("all", "paper"):
+        raise PacketClipError(f"--classes must be 'all' or 'paper', not {class_set!r}")
+    kwargs = {"scale": scale, "classes": tuple(classes) if classes else
+              (ALL_CLASSES if class_set == "all" else FINE_CLASSES)}
+    require_live_environment(classes=kwargs["classes"])
     result = LiveLab(duration_s=duration_s, seed=seed, **kwargs).run(out, ingest=ingest)
     table = Table(title=f"lab live -> {out} ({result.capture_s:.0f} s captured, {result.packets:,} packets)")
     for column in ("class", "mission", "episodes", "packets", "flows", "tool"):
@@ -968,9 +974,12 @@ RECIPES = ("default",)
 
 @app.command("train")
 def train_command(
-    workspaces: List[Path] = typer.Argument(..., help="Workspaces to learn from: labelled lab workspaces (attacks) "
-                                            "and unlabelled benign ones (your network's normal traffic, as background)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Bundle folder to write (empty or an earlier bundle)."),
+    workspaces: Optional[List[Path]] = typer.Argument(None, help="Workspaces to learn from: labelled lab workspaces "
+                                                      "(attacks) and unlabelled benign ones (your network's normal "
+                                                      "traffic, as background). None with --recipe default: the "
+                                                      "shipped detect model's recipe (its own lab + --background)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Bundle folder to write (empty or an earlier "
+                                       "bundle); for the detect recipe, the model folder (default: detect-model)."),
     recipe: str = typer.Option("default", "--recipe", help="Training recipe: default (flow-table encoder + host "
                                "context unless --encoder, rule-described alignment unless --alignment)."),
     encoder: Optional[Path] = typer.Option(None, "--encoder", help="A packet encoder folder (Lens) to use instead "
@@ -981,18 +990,31 @@ def train_command(
                                   "host context; best on validation) | src | dst | global (past-only windows)."),
     window: int = typer.Option(30, "--window", min=1, max=512, help="Steps per past-only window (paper: 30)."),
     epochs: int = typer.Option(12, "--epochs", min=1, help="GNN training epochs (the best one on validation is kept)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of initialisation, splits and batches."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of initialisation, splits and batches (default 0; "
+                                       "the detect recipe: 7, the shipped model's)."),
+    background: Optional[Path] = typer.Option(None, "--background", help="Detect recipe: folder of benign captures "
+                                              "(half, by capture, is background; the shipped model used "
+                                              "../shared/data/ndpi/pcap)."),
     threads: Optional[int] = _threads_option(),
 ) -> None:
     """Train the mission GNN on lab attacks + benign background and write one self-describing bundle
-    (encoder, alignment, GNN, calibrated 1 %-FPR threshold) that `Bundle.load` reads in one call.
+    (encoder, alignment, GNN, calibrated 1 %-FPR threshold) that `Bundle.load` reads in one call. Without
+    workspaces, `--recipe default` retrains the detect model shipped in the package (same seed, same model).
 
     \b
     Example: packetclip train ws/lab ws/my-benign --out models/bundle
+    Example: packetclip train --recipe default --background ../shared/data/ndpi/pcap --out detect-model
     """
     from packetclip.reasoning.windows import TIME_STEPS
 
     _choice(recipe, RECIPES, "--recipe")
+    if not workspaces:
+        _train_detect_recipe(out or Path("detect-model"), seed=7 if seed is None else seed, background=background,
+                             threads=threads)
+        return
+    if out is None:
+        raise typer.BadParameter("give the bundle folder to write", param_hint="'--out'")
+    seed = 0 if seed is None else seed
     _choice(time_step, TIME_STEPS, "--time-step")
     for ws in workspaces:
         _open_workspace(ws)
@@ -1011,6 +1033,24 @@ def train_command(
                f"{'n/a' if val is None else f'{val:.4f}'}; {summary['trainable_params']:,} trainable GNN "
                f"parameters; alert threshold {bundle.threshold:.4f} (1 % FPR on validation benign flows)")
     typer.echo(f"bundle: {out}")
+
+
+def _train_detect_recipe(out: Path, *, seed: int, background: Optional[Path], threads: Optional[int]) -> None:
+    """`packetclip train --recipe default` without workspaces: the shipped detect model, reproducible by seed."""
+    from packetclip.detect.train import train_default
+    from packetclip.util.cache import cache_dir
+
+    if background is not None and not background.is_dir():
+        raise PacketClipError("no such --background folder", path=str(background))
+    if background is None:
+        log.warning("no --background: the model learns benign traffic from the lab alone (the shipped one also "
+                    "saw half of the nDPI captures)")
+    use_threads(threads if threads is not None else 1)
+    scorer = train_default(out, work=cache_dir("detect-train"), seed=seed, ndpi=background)
+    val = scorer.info.get("recall_at_default_fpr", {})
+    typer.echo(f"detect model (seed {seed}): {scorer.info['val_flows']:,} validation flows; flow recall at FPR "
+               f"{scorer.info['default_fpr']:g}: " + ", ".join(f"{m} {r:.3f}" for m, r in sorted(val.items())))
+    typer.echo(f"model: {out} (use it with: packetclip detect CAPTURE --model {out})")
 
 
 # --- align: traffic-language alignment, zero-shot evaluation, natural-language search (issue 10) ------
@@ -1186,6 +1226,49 @@ def detect_command(
     typer.echo(summary_line(result), err=eve)
     if alerts is not None:
         typer.echo(f"alerts: {alerts}", err=eve)
+
+
+# --- serve: the analyst console (issue 13) -----------------------------------------------------------------
+@app.command("serve")
+def serve_command(
+    model: Optional[Path] = typer.Option(None, "--model", help="Detector model folder (default: the model shipped "
+                                         "in the package); its card is shown on the Model page."),
+    workspace: Optional[Path] = typer.Option(None, "--workspace", help="Workspace with an alignment (`packetclip "
+                                             "align train`) for the Search page and nearest descriptions."),
+    replay: Optional[List[Path]] = typer.Option(None, "--replay", help="Capture to replay through detect "
+                                                "(repeatable)."),
+    interface: Optional[str] = typer.Option(None, "--interface", "-i", help="Detect live on this interface "
+                                            "(AF_PACKET; needs root or CAP_NET_RAW)."),
+    speed: float = typer.Option(0.0, "--speed", min=0.0, max=1e6, help="Replay pace: 1 = the capture's own "
+                                "timing, 10 = ten times faster, 0 = as fast as it reads."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; anything but loopback needs "
+                             "--token."),
+    port: int = typer.Option(8765, "--port", min=0, max=65535, help="Port to listen on (0: a free one)."),
+    token: Optional[str] = typer.Option(None, "--token", envvar="PACKETCLIP_CONSOLE_TOKEN",
+                                        help="Bearer token every request must carry (open /?token=TOKEN once "
+                                        "in the browser); also read from $PACKETCLIP_CONSOLE_TOKEN."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Folder of a `reproduce` report (index.html) "
+                                          "shown on the Model page."),
+    buffer: int = typer.Option(20_000, "--buffer", min=100, max=10_000_000, help="Most recent alerts kept "
+                               "for the table (older ones are dropped)."),
+    fpr: Optional[float] = typer.Option(None, "--fpr", help="Target false-positive rate whose calibrated "
+                                        "thresholds are used; default: the model's."),
+) -> None:
+    """Serve the analyst console: live alerts, their explanations, natural-language search, the model card.
+
+    \b
+    Example: packetclip serve --replay lab/capture.pcap --workspace lab/ --speed 10
+    Example: packetclip serve --interface eth0 --host 0.0.0.0 --token "$(openssl rand -hex 16)"
+    """
+    from packetclip.console.run import build_console, serve
+
+    if fpr is not None and not 0 < fpr < 1:
+        raise typer.BadParameter(f"must be in (0, 1), got {fpr:g}", param_hint="'--fpr'")
+    use_threads(1)
+    console = build_console(model=model, workspace=workspace, replay=replay or (), interface=interface, speed=speed,
+                            report=report, token=token, host=host, buffer=buffer, fpr=fpr)
+    serve(console, host=host, port=port,
+          announce=lambda url: typer.echo(f"packetclip console: {url} (Ctrl-C stops)", err=True))
 
 
 def main(argv: Optional[List[str]] = None) -> None:

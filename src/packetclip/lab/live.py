@@ -1,9 +1,9 @@
-"""``packetclip lab live``: the 10 classes made by real tools against real servers, captured with tcpdump.
+"""``packetclip lab live``: the lab's classes made by real tools against real servers, captured with tcpdump.
 
 As root on Linux, :class:`LiveLab` builds a private network of namespaces (one server namespace holding a
 bridge and the servers, one namespace per benign host and per attack episode, joined by veth pairs;
-no namespace has a route anywhere else, so no packet can leave), starts nginx, sshd, vsftpd, mosquitto
-and dnsmasq bound to the server address, captures the bridge with tcpdump, runs benign clients for the
+no namespace has a route anywhere else, so no packet can leave), starts nginx, sshd, vsftpd, mosquitto,
+telnetd (under inetd) and dnsmasq bound to the server address, captures the bridge with tcpdump, runs benign clients for the
 whole capture and the attack tools of :func:`packetclip.lab.live_plan.plan_schedule` (each one bounded
 by ``timeout`` and by its own count/time options), then tears everything down — also on Ctrl-C.
 
@@ -39,7 +39,7 @@ from packetclip.lab.live_plan import (ROLE_ATTACKER, SERVER_IP, SUBNET, Episode,
                                       check_bounded, ip_to_int, plan_schedule)
 from packetclip.lab.live_servers import ServerSpec, prepare_servers
 from packetclip.lab import live_tools
-from packetclip.traffic.labels import FINE_CLASSES, MISSIONS, mission_of
+from packetclip.traffic.labels import ALL_CLASSES, MISSIONS, mission_of
 from packetclip.traffic.workspace import Workspace
 
 LOGS = "live-logs"
@@ -252,7 +252,7 @@ class LiveLab:
             overwrite: bool = False) -> LiveResult:
         """Run the schedule, capture it, label it; everything started is stopped and deleted on exit.
         A non-empty ``out_dir`` is refused unless ``overwrite`` (before anything runs)."""
-        live_tools.require_live_environment()
+        live_tools.require_live_environment(classes=self.config.classes)
         started = time.perf_counter()
         episodes = self.schedule()                      # refuses a too-short run before writing anything
         ws = Workspace.create(out_dir, overwrite=overwrite, empty=True)
@@ -273,7 +273,8 @@ class LiveLab:
                     for name, text in step.files.items():
                         (work / name).write_text(text)
             servers = prepare_servers(work, self.config.seed)
-            with LabNetwork([ep.host_ip for ep in episodes]) as net:
+            hosts = [ep.host_ip for ep in episodes] + [ep.sender_ip for ep in episodes if ep.sender_ip]
+            with LabNetwork(hosts) as net:
                 try:
                     self._start_servers(net, servers, procs, logs)
                     tcpdump, t0_ns = self._start_capture(net, procs, ws.path("capture"), logs)
@@ -387,10 +388,12 @@ class LiveLab:
     def _run_step(self, net: LabNetwork, host_ip: str, step: Step, work: Path, procs: _Processes, log,
                   stop: threading.Event) -> int:
         argv = step.resolved(str(work))
-        check_bounded(step.argv)                                   # never run anything unbounded
+        check_bounded(step.argv, files=step.files)                 # never run anything unbounded
         log.write(f"$ {' '.join(argv)}\n".encode())
         log.flush()
+        # HOME is the lab's temp folder: tools that keep dotfiles (siege, ncrack) leave nothing behind
         proc = procs.start(net.exec_argv(host_ip, argv), stdout=log, stderr=subprocess.STDOUT, cwd=str(work),
+                           env=dict(os.environ, HOME=str(work)),
                            stdin=subprocess.PIPE if step.stdin_lines else subprocess.DEVNULL)
         if step.stdin_lines:
             try:
@@ -425,7 +428,8 @@ class LiveLab:
                     for step in ep.steps:
                         if stop.is_set():
                             break
-                        record["exit_codes"].append(self._run_step(net, ep.host_ip, step, work, procs, log, stop))
+                        record["exit_codes"].append(self._run_step(net, ep.runner_ip, step, work, procs, log,
+                                                                   stop))
             finally:
                 record["end_ns"] = time.time_ns()
                 record["running"] = False
@@ -505,7 +509,8 @@ class LiveLab:
             rows.append({"episode": ep.episode, "label": ep.label, "mission": mission_of(ep.label),
                          "scenario": ep.scenario, "tool": ep.tool_text(),
                          "start_s": round((start_ns - t0) / 1e9, 6), "end_s": round((end_ns - t0) / 1e9, 6),
-                         "attacker": ep.host_ip if attack else "", "victim": SERVER_IP if attack else "",
+                         "attacker": ep.runner_ip if attack else "",
+                         "victim": (ep.host_ip if ep.sender_ip else SERVER_IP) if attack else "",
                          "params": json.dumps(ep.params, sort_keys=True), "seed": ep.seed, "packets": 0,
                          "start_ns": int(start_ns), "end_ns": int(end_ns), "host": ep.host_ip, "lane": ep.lane,
                          "planned_start_s": ep.planned_start_s, "planned_end_s": ep.planned_end_s,
@@ -542,7 +547,7 @@ class LiveLab:
             "packet_number": numbers,
             "ts_ns": ts,
             "episode": np.where(idx >= 0, ep_df["episode"].to_numpy()[np.maximum(idx, 0)], -1).astype(np.int32),
-            "label": pd.Categorical(labels[pick], categories=list(FINE_CLASSES)),
+            "label": pd.Categorical(labels[pick], categories=list(ALL_CLASSES)),
             "mission": pd.Categorical(missions[pick], categories=list(MISSIONS)),
             "role": pd.Categorical(np.array(ROLE_NAMES, dtype=object)[role], categories=list(ROLE_NAMES)),
             "attacker": attackers[pick],
@@ -568,19 +573,20 @@ class LiveLab:
 def summarise(out_dir) -> list[dict]:
     """Per class: episodes, packets and (when the flow table exists) flows."""
     ws = out_dir if isinstance(out_dir, Workspace) else Workspace(out_dir)
-    ep = pd.read_parquet(ws.path("episodes"), columns=["label", "packets", "tool"])
+    ep = pd.read_parquet(ws.path("episodes"), columns=["label", "packets", "tool", "scenario"])
     flows = None
     if ws.has("labels"):
         flows = pd.read_parquet(ws.path("labels"), columns=["label"])["label"].astype(str).value_counts()
     rows = []
-    for label in FINE_CLASSES:
+    for label in ALL_CLASSES:
         sel = ep[ep["label"] == label]
         if sel.empty:
             continue
         rows.append({"class": label, "mission": mission_of(label), "episodes": int(len(sel)),
                      "packets": int(sel["packets"].sum()),
                      "flows": None if flows is None else int(flows.get(label, 0)),
-                     "tool": sel["tool"].iloc[0].split(" ")[0] if label != "Benign" else "curl/mqtt/dig/ssh/ftp"})
+                     "tool": sel["tool"].iloc[0].split(" ")[0] if label != "Benign" else "curl/mqtt/dig/ssh/ftp",
+                     "scenarios": ", ".join(sorted(set(sel["scenario"].astype(str))))})
     return rows
 
 

@@ -8,9 +8,12 @@ Addressing (all inside network namespaces that the live lab creates and deletes)
 - ``10.203.0.1``         the server namespace (bridge ``br0``): nginx, sshd, vsftpd, mosquitto, dnsmasq
 - ``10.203.0.10`` ...    one namespace per benign host (IoT sensor, camera, hub, admin laptop, backup box)
 - ``10.203.0.100`` ...   one namespace per attack episode, so a packet's client address names its episode
+                         (a reflection episode has two: the victim whose address the spoofed queries carry,
+                         which names the episode, and the sender, whose own address no IP packet carries)
 
 Labels come from the schedule: a packet's client-side address picks the host, the host's episode gives
-the class, and the recorded run window checks the time (packets outside it are counted).
+the class, and the recorded run window checks the time (packets outside it are counted). Between two
+hosts (a ping sweep reaching benign hosts) the attack episode's host is the client.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from packetclip.errors import PacketClipError
-from packetclip.traffic.labels import FINE_CLASSES
+from packetclip.traffic.labels import ALL_CLASSES
 
 SUBNET = ipaddress.ip_network("10.203.0.0/24")
 SERVER_IP = "10.203.0.1"
@@ -36,17 +39,23 @@ KILL_AFTER_S = 3              # SIGKILL this long after the SIGTERM of ``timeout
 LAB_DOMAIN = "lab.iot"
 
 # Ports the server namespace listens on (and ports the scans may expect closed).
-PORTS = {"ftp": 21, "ssh": 22, "dns": 53, "http": 80, "mqtt": 1883}
+PORTS = {"ftp": 21, "ssh": 22, "telnet": 23, "dns": 53, "http": 80, "mqtt": 1883}
 
 BENIGN_PROFILES: tuple[str, ...] = ("sensor", "camera", "hub", "admin", "backup")
 
 # Words for the dictionary attacks; the lab's real HTTP admin password is drawn into the list sometimes.
 HTTP_ADMIN_USER = "admin"
 HTTP_ADMIN_PASSWORD = "IoT-lab-2023!"
+MQTT_USER, MQTT_PASSWORD = "iot-device", "mqtt-lab-2023"       # the broker needs a login; sensors have it
+TELNET_USER, TELNET_PASSWORD = "admin", "telnet-lab-2023"      # the gateway's telnet console
+AMP_NAME = "fw-notes"            # a name whose TXT records make a ~1.3 kB answer (the reflection's amplifier)
+AMP_TXT_RECORDS = 5
 _USERS = ("root", "admin", "pi", "ubnt", "user", "iot", "support", "operator", "guest", "ftp")
 _PASSWORDS = ("123456", "password", "admin", "root", "raspberry", "12345678", "qwerty", "letmein", "toor",
               "default", "changeme", "ubnt", "1234", "admin123", "iot2023", "support", "guest", "pass",
               "111111", "dragon")
+_IOT_USERS = ("admin", "root", "user", "mqtt", "device", "guest", "support", "iot", "pi", "ubnt")
+_HTTP_PATHS = ("/", "/index.html", "/api/status.json", "/docs/faq.html", "/docs/setup.html", "/login.html")
 
 
 @dataclass
@@ -85,6 +94,11 @@ class Episode:
     lane: int = -1                  # -1: benign host that runs for the whole capture
     planned_start_s: float = 0.0
     planned_end_s: float = 0.0
+    sender_ip: str = ""             # where the steps run when not from host_ip (reflection: the spoofer)
+
+    @property
+    def runner_ip(self) -> str:
+        return self.sender_ip or self.host_ip
 
     @property
     def bound_s(self) -> float:
@@ -106,11 +120,11 @@ class LiveConfig:
 
     duration_s: float = 180.0
     seed: int = 7
-    classes: tuple[str, ...] = FINE_CLASSES
+    classes: tuple[str, ...] = ALL_CLASSES
     benign_hosts: int = 5
     warmup_s: float = 6.0           # benign traffic only, before the first attack
     tail_s: float = 4.0             # benign traffic only, after the last attack
-    max_lanes: int = 3              # attack episodes running at the same time, at most
+    max_lanes: int = 4              # attack episodes running at the same time, at most
     scale: float = 1.0
     use_dnsperf: bool = True        # False: the DNS flood is a bounded dig loop
 
@@ -119,15 +133,15 @@ class LiveConfig:
             raise PacketClipError(f"duration must be positive, not {self.duration_s}")
         if self.duration_s > 3600:
             raise PacketClipError("lab live is bounded to 1 hour per run; use several runs for more")
-        unknown = [c for c in self.classes if c not in FINE_CLASSES]
+        unknown = [c for c in self.classes if c not in ALL_CLASSES]
         if unknown:
-            raise PacketClipError(f"unknown class(es) {unknown}; known: {', '.join(FINE_CLASSES)}")
+            raise PacketClipError(f"unknown class(es) {unknown}; known: {', '.join(ALL_CLASSES)}")
         if not 1 <= self.benign_hosts <= len(BENIGN_PROFILES):
             raise PacketClipError(f"benign_hosts must be 1..{len(BENIGN_PROFILES)}, not {self.benign_hosts}")
         if not 0.1 <= self.scale <= 4.0:
             raise PacketClipError(f"scale must be within 0.1..4, not {self.scale}")
-        if not 1 <= self.max_lanes <= 4:
-            raise PacketClipError(f"max_lanes must be 1..4, not {self.max_lanes}")
+        if not 1 <= self.max_lanes <= 6:
+            raise PacketClipError(f"max_lanes must be 1..6, not {self.max_lanes}")
 
 
 # -- bounded commands -------------------------------------------------------------------------------
@@ -141,7 +155,9 @@ def bounded(seconds: float, *argv: str) -> list[str]:
 _IP_RE = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d{1,3}){3})(?![\d.])")
 _URL_HOST_RE = re.compile(r"^[a-z][a-z0-9+.-]*://(?:[^@/]*@)?([^/:?#]+)", re.IGNORECASE)
 _ALLOWED_TOOLS = {"nmap", "hping3", "slowhttptest", "hydra", "dnsperf", "dig", "curl", "mosquitto_pub",
-                  "mosquitto_sub", "ssh"}
+                  "mosquitto_sub", "ssh", "ab", "siege", "nping", "ncrack"}
+# nmap target ranges inside the lab: 10.203.0.1-40 or a CIDR block
+_RANGE_RE = re.compile(r"^(\d{1,3}(?:\.\d{1,3}){3})(?:-(\d{1,3})|/(\d{1,2}))$")
 
 
 def _flag_value(argv: list[str], flag: str) -> str | None:
@@ -153,12 +169,47 @@ def _flag_value(argv: list[str], flag: str) -> str | None:
     return None
 
 
-def check_bounded(argv: list[str], *, subnet=SUBNET) -> None:
+def _check_text(tool: str, text: str, subnet) -> bool:
+    """Every address and URL host in ``text`` lies in ``subnet``; True when it names one."""
+    named = False
+    for ip in _IP_RE.findall(text):
+        if ipaddress.ip_address(ip) not in subnet:
+            raise ValueError(f"{tool}: address {ip} is outside the lab subnet {subnet}")
+        named = True
+    for word in text.split():
+        m = _URL_HOST_RE.match(word)
+        if m:
+            try:
+                ok = ipaddress.ip_address(m.group(1)) in subnet
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ValueError(f"{tool}: URL host {m.group(1)!r} is not an address in the lab subnet")
+    return named
+
+
+def _is_range_in(arg: str, subnet) -> bool:
+    m = _RANGE_RE.match(arg)
+    if not m:
+        return False
+    if m.group(2) is not None:
+        last = int(m.group(2))
+        if not int(m.group(1).rsplit(".", 1)[1]) <= last <= 254:
+            raise ValueError(f"range {arg} is not an ascending range inside the lab subnet")
+        return True
+    block = ipaddress.ip_network(arg, strict=False)
+    if not block.subnet_of(subnet):
+        raise ValueError(f"range {arg} is larger than the lab subnet {subnet}")
+    return True
+
+
+def check_bounded(argv: list[str], *, subnet=SUBNET, files: dict[str, str] | None = None) -> None:
     """Raise ValueError unless a run is time-bounded, count-bounded and aimed only at the lab subnet.
 
-    Every address in the command line must lie in ``subnet``; URLs must name such an address; the tool
-    must be one the lab knows, with its count/time options present (hping3: ``-c`` and ``-i``, never
-    ``--flood``/``--faster``/spoofing; nmap: ``--max-retries`` and ``--host-timeout``; ...).
+    Every address in the command line (and in ``files``, the URL lists and word lists the step writes)
+    must lie in ``subnet``; URLs must name such an address; the tool must be one the lab knows, with its
+    count/time options present (hping3: ``-c`` and ``-i``, never ``--flood``/``--faster``/spoofing; nmap:
+    ``--max-retries`` and ``--host-timeout``; nping: ``-c`` and ``--rate``, spoofing only lab addresses; ...).
     """
     if len(argv) < 4 or argv[0] != "timeout" or argv[1] != f"--kill-after={KILL_AFTER_S}":
         raise ValueError(f"not wrapped in `timeout --kill-after={KILL_AFTER_S} N`: {argv[:3]}")
@@ -184,7 +235,11 @@ def check_bounded(argv: list[str], *, subnet=SUBNET) -> None:
                 ok = False
             if not ok:
                 raise ValueError(f"{tool}: URL host {host!r} is not an address in the lab subnet")
-    targets = [a for a in args if _IP_RE.fullmatch(a) or _URL_HOST_RE.match(a) or "@" in a]
+    targets = [a for a in args if _IP_RE.fullmatch(a) or _URL_HOST_RE.match(a) or "@" in a
+               or _is_range_in(a, subnet)]
+    for text in (files or {}).values():
+        if _check_text(tool, text, subnet) and tool == "siege":
+            targets.append("url file")
     if not targets:
         raise ValueError(f"{tool}: no explicit lab address in the command line")
 
@@ -239,6 +294,25 @@ def check_bounded(argv: list[str], *, subnet=SUBNET) -> None:
     elif tool == "ssh":
         if not any(a.startswith("ConnectTimeout=") for a in args):
             raise ValueError("ssh: -o ConnectTimeout= is required")
+    elif tool == "ab":
+        if not 0 < int(need("-n")) <= 50_000 or not 0 < int(need("-c")) <= 200:
+            raise ValueError("ab: -n must be 1..50000 and -c 1..200")
+        need("-s")
+    elif tool == "siege":
+        if not 0 < int(need("-c")) <= 255:
+            raise ValueError("siege: -c must be 1..255")
+        if not re.fullmatch(r"\d+S", need("-t")) or int(need("-t")[:-1]) > MAX_BOUND_S:
+            raise ValueError("siege: -t must be seconds (e.g. 10S) within the bound")
+    elif tool == "nping":
+        if not 0 < int(need("-c")) <= 50_000:
+            raise ValueError("nping: -c must be 1..50000 (0 would never stop)")
+        if not 0 < float(need("--rate")) <= 5_000:
+            raise ValueError("nping: --rate must be within 1..5000 packets/s")
+    elif tool == "ncrack":
+        need("-U")
+        need("-P")
+        if not any("to=" in a for a in args):
+            raise ValueError("ncrack: a service timeout (to=) is required")
 
 
 # -- attack recipes ---------------------------------------------------------------------------------
@@ -248,8 +322,12 @@ def _scaled(rng: random.Random, lo: int, hi: int, scale: float) -> int:
     return max(1, int(round(rng.randint(lo, hi) * scale)))
 
 
-def attack_steps(label: str, rng: random.Random, episode: int, cfg: LiveConfig) -> tuple[str, list[Step], dict]:
-    """(scenario name, steps, parameters) of one attack episode of class ``label``, all bounded."""
+def attack_steps(label: str, rng: random.Random, episode: int, cfg: LiveConfig,
+                 host_ip: str = "") -> tuple[str, list[Step], dict]:
+    """(scenario name, steps, parameters) of one attack episode of class ``label``, all bounded.
+
+    ``host_ip`` is the episode's own address (the reflection's victim, whose address its queries carry).
+    """
     t = SERVER_IP
     s = cfg.scale
     if label == "Port Scan":
@@ -351,7 +429,192 @@ def attack_steps(label: str, rng: random.Random, episode: int, cfg: LiveConfig) 
                            "-P", f"{{work}}/words-{episode}.txt", "-t", tasks, "-w", "5", "-u", target)
             steps.append(Step(argv, bound, files=files if i == 0 else {}))
         return "hydra-dictionary", steps, {"services": services, "users": len(set(users)), "passwords": len(words)}
+    if label in EXTENDED_RECIPES:
+        return EXTENDED_RECIPES[label](rng, episode, s, host_ip)
     raise PacketClipError(f"no live recipe for class {label!r}")
+
+
+# -- the classes beyond the paper's ten -------------------------------------------------------------
+
+
+def _http_flood(rng: random.Random, episode: int, s: float, host_ip: str):
+    """Hulk/GoldenEye-like: siege, keep-alive, random URLs with random query strings (some POSTs);
+    LOIC-like: ab hammering one page, with or without keep-alive."""
+    t = SERVER_IP
+    if rng.random() < 0.6:
+        alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+        def word(lo: int, hi: int) -> str:
+            return "".join(rng.choice(alphabet) for _ in range(rng.randint(lo, hi)))
+
+        lines = []
+        for _ in range(_scaled(rng, 200, 500, s)):
+            if rng.random() < 0.15:
+                lines.append(f"http://{t}/upload POST {word(3, 8)}={word(20, 200)}")
+            else:
+                lines.append(f"http://{t}{rng.choice(_HTTP_PATHS)}?{word(3, 10)}={word(3, 10)}")
+        conns = rng.choice([8, 12, 16, 25])
+        secs = rng.randint(5, 9)
+        rc = ("connection = keep-alive\nparser = false\nlogging = false\nshow-logfile = false\n"
+              f"timeout = 5\nuser-agent = {rng.choice(_BROWSER_AGENTS)}\n")
+        files = {f"urls-{episode}.txt": "\n".join(lines) + "\n", f"siegerc-{episode}": rc}
+        bound = secs + 12
+        argv = bounded(bound, "siege", "-R", f"{{work}}/siegerc-{episode}", "-q", "-b", "-i", "-c", conns,
+                       "-t", f"{secs}S", "-f", f"{{work}}/urls-{episode}.txt")
+        return "siege-hulk", [Step(argv, bound, files=files)], {"users": conns, "seconds": secs, "urls": len(lines)}
+    n = _scaled(rng, 2000, 6000, s)
+    conns = rng.choice([10, 20, 40])
+    keep = rng.random() < 0.5
+    path = rng.choice(_HTTP_PATHS)
+    bound = 25
+    argv = bounded(bound, "ab", *(["-k"] if keep else []), "-q", "-n", n, "-c", conns, "-s", "5", f"http://{t}{path}")
+    return "ab-loic", [Step(argv, bound)], {"requests": n, "concurrency": conns, "keep_alive": keep, "path": path}
+
+
+_BROWSER_AGENTS = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/118.0",
+                   "Mozilla/5.0 (X11; Linux x86_64; rv:109.0) Gecko/20100101 Firefox/115.0",
+                   "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 Safari/605.1.15")
+
+
+def dns_query(name: str, qtype: int, query_id: int, edns_size: int = 4096) -> bytes:
+    """A DNS query (RD set) with an EDNS0 OPT record, so the answer may exceed 512 bytes."""
+    labels = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0"
+    return (query_id.to_bytes(2, "big") + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x01" + labels
+            + qtype.to_bytes(2, "big") + b"\x00\x01" + b"\x00\x00\x29" + edns_size.to_bytes(2, "big")
+            + b"\x00\x00\x00\x00\x00\x00")
+
+
+def _reflection(rng: random.Random, episode: int, s: float, host_ip: str):
+    """Spoofed DNS queries (source: the victim) to the lab's open resolver; ~1.3 kB answers hit the victim."""
+    steps, params = [], {"victim": host_ip, "queries": []}
+    bursts = rng.choice([1, 2, 5, 8])                  # one victim port, or a tool cycling through a few
+    for _ in range(bursts):
+        count = max(20, _scaled(rng, 300, 1200, s) // bursts)
+        rate = rng.choice([100, 200, 400])
+        qtype = rng.choice([255, 16])                  # ANY or TXT
+        sport = rng.randint(1024, 65000)
+        query = dns_query(f"{AMP_NAME}.{LAB_DOMAIN}", qtype, rng.randrange(1 << 16))
+        bound = count / rate + 3
+        argv = bounded(bound, "nping", "--udp", "-p", "53", "-g", sport, "-S", host_ip, "--data", query.hex(),
+                       "-c", count, "--rate", rate, "-N", "-H", "-q", SERVER_IP)
+        steps.append(Step(argv, bound))
+        params["queries"].append({"count": count, "rate": rate, "qtype": "ANY" if qtype == 255 else "TXT"})
+    return "nping-dns-reflection", steps, params
+
+
+def _ack_flood(rng: random.Random, episode: int, s: float, host_ip: str):
+    count = _scaled(rng, 1500, 4000, s)
+    interval_us = rng.choice([150, 200, 300, 500, 800])
+    flags = rng.choice([["-A"], ["-A"], ["-R"], ["-A", "-P"]])
+    port = rng.choice([80, 80, 22, 1883, 443])
+    bound = count * interval_us / 1e6 + 10
+    argv = bounded(bound, "hping3", *flags, "-q", "-p", port, "-c", count, "-i", f"u{interval_us}", SERVER_IP)
+    return "hping3-ack", [Step(argv, bound)], {"count": count, "interval_us": interval_us, "flags": "".join(flags),
+                                                "port": port}
+
+
+def _slow_http(rng: random.Random, episode: int, s: float, host_ip: str):
+    conns = _scaled(rng, 50, 150, s)
+    rate = rng.choice([20, 50])
+    secs = rng.randint(15, 22)
+    bound = secs + 15
+    if rng.random() < 0.5:
+        interval = rng.randint(3, 8)
+        argv = bounded(bound, "slowhttptest", "-B", "-c", conns, "-r", rate, "-i", interval, "-l", secs,
+                       "-s", rng.choice([4096, 8192, 16384]), "-x", rng.choice([10, 24]), "-p", "3",
+                       "-t", "POST", "-u", f"http://{SERVER_IP}/upload")
+        return "slowhttptest-slow-post", [Step(argv, bound)], {"connections": conns, "rate": rate,
+                                                              "interval_s": interval, "seconds": secs}
+    window = rng.choice([[1, 32], [16, 64], [32, 128]])
+    argv = bounded(bound, "slowhttptest", "-X", "-c", conns, "-r", rate, "-l", secs, "-w", window[0],
+                   "-y", window[1], "-n", rng.choice([2, 3, 5]), "-z", rng.choice([16, 32]), "-k", "2", "-p", "3",
+                   "-u", f"http://{SERVER_IP}/cam/snapshot-{rng.randint(1, 4)}.jpg")
+    return "slowhttptest-slow-read", [Step(argv, bound)], {"connections": conns, "rate": rate, "seconds": secs,
+                                                           "window": window}
+
+
+def _udp_scan(rng: random.Random, episode: int, s: float, host_ip: str):
+    top = min(1000, _scaled(rng, 30, 100, s))
+    timing = rng.choice(["-T3", "-T4", "-T4", "-T5"])
+    bound = 30
+    argv = bounded(bound, "nmap", "-n", "-Pn", "-sU", timing, "--top-ports", top, "--max-retries", "1",
+                   "--host-timeout", f"{bound - 5}s", SERVER_IP)
+    return "nmap-udpscan", [Step(argv, bound)], {"top_ports": top, "timing": timing}
+
+
+def _ping_sweep(rng: random.Random, episode: int, s: float, host_ip: str):
+    """Host discovery over the low part of the lab subnet (server, benign hosts, unused addresses).
+
+    Attack hosts (``ATTACK_BASE`` and up) are left out, so every answering host is one whose packets
+    the sweep's address labels."""
+    last = rng.randint(20, ATTACK_BASE - 1)
+    how = rng.choice([["--unprivileged"], ["--send-ip"], ["--send-ip", "-PE"]])
+    timing = rng.choice(["-T3", "-T4"])
+    bound = 30
+    argv = bounded(bound, "nmap", "-n", "-sn", *how, timing, "--max-retries", "1", "--host-timeout", "8s",
+                   f"{SERVER_IP}-{last}")
+    return "nmap-pingsweep", [Step(argv, bound)], {"range": f"{SERVER_IP}-{last}", "probes": " ".join(how)}
+
+
+def _service_scan(rng: random.Random, episode: int, s: float, host_ip: str):
+    kind = rng.choice(["-sT", "-sS"])
+    intensity = rng.choice([2, 5, 7, 9])
+    bound = 45
+    argv = bounded(bound, "nmap", "-n", "-Pn", kind, "-sV", "--version-intensity", intensity,
+                   "-p", "21,22,23,53,80,1883", "--max-retries", "1", "--host-timeout", f"{bound - 5}s", SERVER_IP)
+    return "nmap-versionscan", [Step(argv, bound)], {"scan": kind, "version_intensity": intensity}
+
+
+def _wordlists(rng: random.Random, episode: int, users: tuple[str, ...], real: tuple[str, str], s: float,
+               tag: str) -> tuple[dict[str, str], str, str]:
+    picked = rng.sample(users, k=rng.randint(3, 5))
+    words = rng.sample(_PASSWORDS, k=_scaled(rng, 8, 14, min(s, 1.5)))
+    if rng.random() < 0.5:                  # the real credentials are in the lists half of the time
+        picked[rng.randrange(len(picked))] = real[0]
+        words[rng.randrange(len(words))] = real[1]
+    u, p = f"{tag}-users-{episode}.txt", f"{tag}-words-{episode}.txt"
+    return {u: "\n".join(dict.fromkeys(picked)) + "\n", p: "\n".join(words) + "\n"}, u, p
+
+
+def _http_brute(rng: random.Random, episode: int, s: float, host_ip: str):
+    files, u, p = _wordlists(rng, episode, _USERS, (HTTP_ADMIN_USER, HTTP_ADMIN_PASSWORD), s, "web")
+    tasks = rng.choice([4, 8, 16])
+    bound = 25
+    if rng.random() < 0.5:
+        service = ["http-post-form", "/login:user=^USER^&pass=^PASS^:F=invalid login"]
+    else:
+        service = ["http-get", "/admin/"]
+    argv = bounded(bound, "hydra", "-I", "-L", f"{{work}}/{u}", "-P", f"{{work}}/{p}", "-t", tasks, "-w", "5",
+                   SERVER_IP, *service)
+    return "hydra-http-login", [Step(argv, bound, files=files)], {"form": service[0], "tasks": tasks}
+
+
+def _iot_brute(rng: random.Random, episode: int, s: float, host_ip: str):
+    services = rng.sample(["mqtt", "telnet"], k=rng.choice([1, 2]))
+    steps = []
+    for svc in services:
+        real = (MQTT_USER, MQTT_PASSWORD) if svc == "mqtt" else (TELNET_USER, TELNET_PASSWORD)
+        users = _IOT_USERS + ((MQTT_USER,) if svc == "mqtt" else ())
+        files, u, p = _wordlists(rng, episode, users, real, s, svc)
+        bound = 25
+        port = PORTS[svc]
+        argv = bounded(bound, "ncrack", "-U", f"{{work}}/{u}", "-P", f"{{work}}/{p}", rng.choice(["-T3", "-T4"]),
+                       f"{svc}://{SERVER_IP}:{port},cl={rng.choice([2, 4, 6])},to={bound - 5}s")
+        steps.append(Step(argv, bound, files=files))
+    return "ncrack-iot", steps, {"services": services}
+
+
+EXTENDED_RECIPES = {
+    "HTTP Flood": _http_flood,
+    "Reflection Amplification": _reflection,
+    "ACK Flood": _ack_flood,
+    "Slow HTTP": _slow_http,
+    "UDP Scan": _udp_scan,
+    "Ping Sweep": _ping_sweep,
+    "Service Scan": _service_scan,
+    "HTTP Brute Force": _http_brute,
+    "IoT Brute Force": _iot_brute,
+}
 
 
 # -- benign actions ---------------------------------------------------------------------------------
@@ -384,13 +647,13 @@ def benign_step(profile: str, action: str, rng: random.Random, *, host_ip: str, 
     if action == "mqtt-publish":
         topic = f"sensors/{name}/" + rng.choice(["temperature", "humidity", "power", "motion", "battery"])
         value = json.dumps({"v": round(rng.uniform(0, 100), 2), "seq": rng.randint(0, 10**6)})
-        argv = bounded(10, "mosquitto_pub", "-h", t, "-i", f"{name}-{rng.randint(0, 9999)}", "-q",
-                       rng.choice(["0", "1"]), "-t", topic, "-m", value)
+        argv = bounded(10, "mosquitto_pub", "-h", t, "-i", f"{name}-{rng.randint(0, 9999)}", "-u", MQTT_USER,
+                       "-P", MQTT_PASSWORD, "-q", rng.choice(["0", "1"]), "-t", topic, "-m", value)
         return Step(argv, 10)
     if action == "mqtt-subscribe":
         secs = max(5, int(min(remaining_s, rng.uniform(20, 60))))
-        argv = bounded(secs + 2, "mosquitto_sub", "-h", t, "-i", f"{name}-sub", "-t", "sensors/#", "-W", secs,
-                       "-C", "100000")
+        argv = bounded(secs + 2, "mosquitto_sub", "-h", t, "-i", f"{name}-sub", "-u", MQTT_USER, "-P", MQTT_PASSWORD,
+                       "-t", "sensors/#", "-W", secs, "-C", "100000")
         return Step(argv, secs + 2)
     if action == "dns-lookup":
         host = rng.choice(["broker", "ntp", "api", "cam1", "fw", "time", "gateway"]) + "." + LAB_DOMAIN
@@ -452,17 +715,20 @@ def plan_schedule(cfg: LiveConfig) -> list[Episode]:
     attack_classes = [c for c in cfg.classes if c != "Benign"]
     rounds = max(1, int(cfg.duration_s // 300))
     attacks: list[Episode] = []
+    addresses = 0
     for _ in range(rounds):
         order = attack_classes[:]
         rng.shuffle(order)
         for label in order:
             k = len(episodes) + len(attacks)
             ep_seed = rng.getrandbits(63)
-            name, steps, params = attack_steps(label, random.Random(ep_seed), k, cfg)
-            if len(attacks) >= MAX_ATTACK_HOSTS:
+            host = f"10.203.0.{ATTACK_BASE + addresses}"
+            sender = f"10.203.0.{ATTACK_BASE + addresses + 1}" if label == "Reflection Amplification" else ""
+            addresses += 2 if sender else 1
+            if addresses > MAX_ATTACK_HOSTS:
                 raise PacketClipError("too many attack episodes for the lab subnet; shorten the run")
-            attacks.append(Episode(k, label, name, f"10.203.0.{ATTACK_BASE + len(attacks)}", steps, params,
-                                   ep_seed))
+            name, steps, params = attack_steps(label, random.Random(ep_seed), k, cfg, host_ip=host)
+            attacks.append(Episode(k, label, name, host, steps, params, ep_seed, sender_ip=sender))
     if attacks:
         room = cfg.duration_s - cfg.warmup_s - cfg.tail_s
         lanes = _assign_lanes(attacks, room, cfg.max_lanes)
@@ -484,7 +750,7 @@ def plan_schedule(cfg: LiveConfig) -> list[Episode]:
     episodes.extend(attacks)
     for ep in episodes:
         for step in ep.steps:
-            check_bounded(step.argv)
+            check_bounded(step.argv, files=step.files)
     return episodes
 
 
@@ -530,7 +796,8 @@ def assign_packet_labels(ts_ns: np.ndarray, src: np.ndarray, dst: np.ndarray, wi
 
     ``src``/``dst`` are IPv4 addresses as integers (0 for non-IP frames). ``windows`` holds one dict per
     episode with ``host`` (int address), ``start_ns``, ``end_ns`` and ``benign`` (bool). The client side
-    of a packet is whichever end is not the server. A benign host's packets belong to its episode; an
+    of a packet is whichever end is not the server (between two hosts: the attack host, so a benign
+    host's answers to a sweep are the sweep's). A benign host's packets belong to its episode; an
     attack host's packets to its episode whose run window (widened by ``before_ns``/``after_ns`` for
     connection teardown and late replies) holds the time, else to its nearest episode in time, flagged
     out-of-window. Packets of unknown hosts get -1 and role ``other``.
@@ -539,7 +806,9 @@ def assign_packet_labels(ts_ns: np.ndarray, src: np.ndarray, dst: np.ndarray, wi
     src = np.asarray(src, dtype=np.int64)
     dst = np.asarray(dst, dtype=np.int64)
     n = len(ts_ns)
-    client = np.where(src == server, dst, src)
+    attack_hosts = np.array([int(w["host"]) for w in windows if not w.get("benign")], dtype=np.int64)
+    to_attack_host = np.isin(dst, attack_hosts) & ~np.isin(src, attack_hosts)
+    client = np.where(src == server, dst, np.where(to_attack_host, dst, src))
     from_client = src == client
     episode = np.full(n, -1, dtype=np.int64)
     in_window = np.zeros(n, dtype=bool)

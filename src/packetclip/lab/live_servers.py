@@ -14,7 +14,8 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from packetclip.lab.live_plan import HTTP_ADMIN_PASSWORD, HTTP_ADMIN_USER, LAB_DOMAIN, SERVER_IP
+from packetclip.lab.live_plan import (AMP_NAME, AMP_TXT_RECORDS, HTTP_ADMIN_PASSWORD, HTTP_ADMIN_USER, LAB_DOMAIN,
+                                      MQTT_PASSWORD, MQTT_USER, SERVER_IP, TELNET_PASSWORD, TELNET_USER)
 from packetclip.lab import live_tools
 
 
@@ -68,6 +69,23 @@ esac
 """
 
 
+_TELNET_LOGIN = f"""#!/bin/sh
+# Login program of the lab's telnet server: the gateway's console, checked against the lab's device
+# credentials (never the system's accounts); it never starts a shell.
+tries=0
+while [ $tries -lt 3 ]; do
+  printf 'lab-gw login: '; read -r user || exit 0
+  printf 'Password: '; stty -echo 2>/dev/null; read -r pass || exit 0; stty echo 2>/dev/null; echo
+  if [ "$user" = "{TELNET_USER}" ] && [ "$pass" = "{TELNET_PASSWORD}" ]; then
+    echo "BusyBox v1.35 built-in shell (ash)"; printf 'lab-gw# '
+    while read -r line; do [ "$line" = exit ] && exit 0; echo "$line: ok"; printf 'lab-gw# '; done
+    exit 0
+  fi
+  echo "Login incorrect"; tries=$((tries + 1))
+done
+"""
+
+
 def prepare_servers(work: Path, seed: int, ssh_keygen: str | None = None) -> list[ServerSpec]:
     """Write configs, keys and content under ``work`` (mode 0755 so the servers' users can read them)."""
     rng = random.Random(seed)
@@ -84,6 +102,8 @@ def prepare_servers(work: Path, seed: int, ssh_keygen: str | None = None) -> lis
     _write(www / "api" / "status.json", '{"device":"lab-gw","fw":"1.4.2","sensors":12,"ok":true}\n')
     _write(www / "robots.txt", "User-agent: *\nDisallow: /admin/\n")
     _write(www / "admin" / "index.html", "<html><body><h1>admin console</h1></body></html>\n")
+    _write(www / "login.html", "<html><body><form method='post' action='/login'><input name='user'>"
+                               "<input name='pass' type='password'><input type='submit'></form></body></html>\n")
     for i in range(1, 5):
         _write(www / "cam" / f"snapshot-{i}.jpg", rng.randbytes(rng.randint(30_000, 180_000)))
     for i in range(1, 4):
@@ -95,6 +115,7 @@ def prepare_servers(work: Path, seed: int, ssh_keygen: str | None = None) -> lis
     for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (work / "nginx-tmp" / sub).mkdir(parents=True, exist_ok=True)
     nginx_user = _user("www-data", "nginx", "nobody")
+    login_re = HTTP_ADMIN_PASSWORD.replace("!", "(!|%21)")        # hydra sends it as typed, browsers encode it
     _write(work / "nginx.conf", f"""
 user {nginx_user};
 worker_processes 1;
@@ -113,12 +134,27 @@ http {{
   default_type application/octet-stream;
   keepalive_timeout 15;
   client_header_timeout 60;
+  # The login form's check: the body is read for the proxy, then matched against the admin credentials.
+  map $request_body $login_ok {{ default 0; "~(^|&)user={HTTP_ADMIN_USER}&pass={login_re}(&|$)" 1; }}
   server {{
     listen {ip}:80;
     server_name lab-gw.{LAB_DOMAIN};
     root {www};
     location /admin/ {{ auth_basic "lab-gw admin"; auth_basic_user_file {work}/htpasswd; }}
     location = /upload {{ client_max_body_size 8m; return 204; }}
+    location = /login {{
+      if ($request_method != POST) {{ rewrite ^ /login.html last; }}
+      proxy_set_header X-Login-Ok $login_ok;
+      proxy_pass http://127.0.0.1:8081/check;
+    }}
+  }}
+  server {{
+    listen 127.0.0.1:8081;
+    location = /check {{
+      default_type text/html;
+      if ($http_x_login_ok = 1) {{ return 200 "<html><body>welcome {HTTP_ADMIN_USER}</body></html>\\n"; }}
+      return 200 "<html><body>invalid login</body></html>\\n";
+    }}
   }}
 }}
 """)
@@ -197,10 +233,15 @@ ftpd_banner=lab-gw FTP
 """, 0o600)
     vsftpd = ServerSpec("vsftpd", [_bin("vsftpd"), f"{work}/vsftpd.conf"], tcp_ports=(21,))
 
-    # -- MQTT --
+    # -- MQTT: the devices log in; the password file is made by mosquitto_passwd --
+    (work / "mosquitto.passwd").unlink(missing_ok=True)
+    os.spawnv(os.P_WAIT, _bin("mosquitto_passwd"), [_bin("mosquitto_passwd"), "-c", "-b", str(work / "mosquitto.passwd"),
+                                                   MQTT_USER, MQTT_PASSWORD])
+    (work / "mosquitto.passwd").chmod(0o644)
     _write(work / "mosquitto.conf", f"""
 listener 1883 {ip}
-allow_anonymous true
+allow_anonymous false
+password_file {work}/mosquitto.passwd
 persistence false
 log_dest stdout
 log_type error
@@ -210,14 +251,25 @@ max_connections 2000
     mosquitto = ServerSpec("mosquitto", [_bin("mosquitto"), "-c", f"{work}/mosquitto.conf"],
                            tcp_ports=(1883,))
 
-    # -- DNS: every name under lab.iot answers with the gateway; nothing is forwarded anywhere --
+    # -- Telnet: inetd (foreground) starts telnetd per connection with the lab console as login --
+    _write(work / "telnet-login.sh", _TELNET_LOGIN, 0o755)
+    _write(work / "inetd.conf", f"{ip}:telnet stream tcp4 nowait root {_bin('telnetd', '/usr/sbin/telnetd')} "
+                                f"telnetd -h -E {work}/telnet-login.sh\n")
+    inetd = ServerSpec("inetd", [_bin("inetutils-inetd", "/usr/sbin/inetutils-inetd"), "-d", "-p",
+                                 f"{work}/inetd.pid", f"{work}/inetd.conf"], tcp_ports=(23,))
+
+    # -- DNS: every name under lab.iot answers with the gateway; nothing is forwarded anywhere; the
+    #    TXT records of one name make a ~1.3 kB answer (EDNS0, below the MTU): the reflection's amplifier --
+    amp_records = [f"--txt-record={AMP_NAME}.{LAB_DOMAIN},\"v=fw{i} " + rng.randbytes(110).hex() + "\""
+                   for i in range(AMP_TXT_RECORDS)]
     _write(work / "dns-hosts", "".join(f"{ip} {h}.{LAB_DOMAIN}\n" for h in ("broker", "ntp", "api", "gateway", "fw")))
     dnsmasq = ServerSpec("dnsmasq", [_bin("dnsmasq"), "--keep-in-foreground", "--conf-file=/dev/null",
                                      "--no-resolv", "--no-hosts", "--no-poll", f"--listen-address={ip}",
                                      "--bind-interfaces", "--port=53", f"--local=/{LAB_DOMAIN}/",
                                      f"--address=/{LAB_DOMAIN}/{ip}", f"--addn-hosts={work}/dns-hosts",
                                      f"--txt-record=cam1.{LAB_DOMAIN},\"model=labcam fw=2.1\"",
+                                     *amp_records, "--edns-packet-max=1400",
                                      f"--pid-file={work}/dnsmasq.pid", f"--user={_user('dnsmasq', 'nobody')}",
                                      "--cache-size=1000", "--dns-forward-max=1000", "--log-facility=-"],
                          udp_ports=(53,), tcp_ports=(53,))
-    return [nginx, sshd, vsftpd, mosquitto, dnsmasq]
+    return [nginx, sshd, vsftpd, mosquitto, inetd, dnsmasq]

@@ -30,6 +30,7 @@ class Tool:
     package: str
     purpose: str
     required: bool = True
+    classes: tuple[str, ...] = ()   # needed only when one of these classes runs (empty: always)
 
 
 LIVE_TOOLS: tuple[Tool, ...] = (
@@ -54,6 +55,14 @@ LIVE_TOOLS: tuple[Tool, ...] = (
     Tool("hydra", "hydra", "Dictionary Attack on SSH, FTP and HTTP basic auth"),
     Tool("dnsperf", "dnsperf", "DNS Flood (random subdomains); a bounded dig loop is used without it",
          required=False),
+    Tool("mosquitto_passwd", "mosquitto", "the broker's password file (devices log in; IoT Brute Force target)"),
+    Tool("siege", "siege", "HTTP Flood, Hulk/GoldenEye-like (keep-alive, random URLs)", classes=("HTTP Flood",)),
+    Tool("ab", "apache2-utils", "HTTP Flood, LOIC-like (one page, -n requests)", classes=("HTTP Flood",)),
+    Tool("nping", "nmap", "Reflection Amplification (spoofed DNS queries, source: the lab victim)",
+         classes=("Reflection Amplification",)),
+    Tool("ncrack", "ncrack", "IoT Brute Force on MQTT and Telnet", classes=("IoT Brute Force",)),
+    Tool("telnetd", "inetutils-telnetd", "Telnet server (IoT Brute Force target)", classes=("IoT Brute Force",)),
+    Tool("inetutils-inetd", "inetutils-inetd", "starts telnetd per connection", classes=("IoT Brute Force",)),
 )
 
 
@@ -71,9 +80,13 @@ def doctor_rows(which: Callable[[str], str | None] | None = None) -> list[dict]:
              "path": which(t.binary)} for t in LIVE_TOOLS]
 
 
-def missing_tools(which: Callable[[str], str | None] | None = None, *, include_optional: bool = False) -> list[Tool]:
+def missing_tools(which: Callable[[str], str | None] | None = None, *, include_optional: bool = False,
+                  classes: Sequence[str] | None = None) -> list[Tool]:
+    """Tools not found; ``classes`` (default: every class) leaves out tools only other classes need."""
     which = which or find_binary
-    return [t for t in LIVE_TOOLS if (t.required or include_optional) and which(t.binary) is None]
+    wanted = None if classes is None else set(classes)
+    return [t for t in LIVE_TOOLS if (t.required or include_optional) and which(t.binary) is None
+            and (wanted is None or not t.classes or wanted & set(t.classes))]
 
 
 def missing_packages(which: Callable[[str], str | None] | None = None, *, include_optional: bool = True) -> list[str]:
@@ -90,7 +103,8 @@ def is_root() -> bool:
 
 
 def require_live_environment(*, root: bool | None = None, system: str | None = None,
-                             which: Callable[[str], str | None] | None = None) -> None:
+                             which: Callable[[str], str | None] | None = None,
+                             classes: Sequence[str] | None = None) -> None:
     """Refuse (PacketClipError, one line) unless this is Linux, we are root and every required tool is here.
 
     ``root``/``system``/``which`` default to the real machine; tests pass them to check each refusal.
@@ -103,7 +117,7 @@ def require_live_environment(*, root: bool | None = None, system: str | None = N
     if not root:
         raise PacketClipError("lab live needs root (it creates network namespaces, opens raw sockets and "
                               "captures with tcpdump): run it with sudo, or use `packetclip lab synth`")
-    missing = missing_tools(which)
+    missing = missing_tools(which, classes=classes)
     if missing:
         names = ", ".join(f"{t.binary} ({t.package})" for t in missing)
         raise PacketClipError(f"lab live needs these missing tools: {names}; install them with "
