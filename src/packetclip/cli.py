@@ -195,14 +195,21 @@ def lab_synth(
     overwrite: bool = typer.Option(False, "--overwrite/--no-overwrite", help="Replace a workspace already in OUT."),
     classes: str = typer.Option("all", "--classes", help="all: the paper's 10 classes and the lab's extended ones "
                                 "(HTTP floods, amplification, UDP scans, ...); paper: the paper's 10 only."),
+    background: Optional[List[Path]] = typer.Option(None, "--background", help="Your own benign capture (file or "
+                                                    "folder; repeat it): re-addressed into the lab subnet, re-timed "
+                                                    "into the lab timeline, labelled Benign."),
+    background_share: float = typer.Option(0.5, "--background-share", help="At most this part of all packets is "
+                                           "background (0..1]; captures are cut to fit, never repeated."),
 ) -> None:
     """Write a labelled synthetic IoT capture (behaviour models of nmap, hping3, HULK, hydra, ...).
 
     Writes OUT/capture.pcap, packet_labels.parquet, episodes.parquet and, unless --no-ingest,
     flows.parquet (CICFlowMeter columns + label/mission), packets.parquet and labels.parquet.
+    With --background, your network's normal traffic joins the lab's as Benign (payloads kept).
 
     \b
     Example: packetclip lab synth --out lab/ --duration 10m --seed 7
+    Example: packetclip lab synth --out lab/ --background my-office.pcap --background-share 0.5
     """
     from rich.console import Console
     from rich.table import Table
@@ -211,7 +218,9 @@ def lab_synth(
 
     duration_s = parse_duration(duration)
     _new_workspace_folder(out, overwrite)
-    lab = SynthLab(duration_s=duration_s, seed=seed, classes=classes)
+    extra = {"background": tuple(str(p) for p in _capture_files(background)),
+             "background_share": background_share} if background else {}
+    lab = SynthLab(duration_s=duration_s, seed=seed, classes=classes, **extra)
     kwargs = {"overwrite": overwrite} if _accepts(lab.generate, "overwrite") else {}
     result = lab.generate(out, progress=not quiet, ingest=ingest, **kwargs)
     table = Table(title=f"lab synth -> {out} ({result.packets:,} packets, {result.elapsed_s:.1f} s)")

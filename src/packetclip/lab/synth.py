@@ -64,6 +64,8 @@ class SynthConfig:
     bursts_per_10min: float = 3.0
     classes: tuple[str, ...] = FINE_CLASSES
     start_unix: float = 1_678_000_000.0    # capture clock at t=0 (fixed, never the current time)
+    background: tuple[str, ...] = ()       # the user's benign captures, re-addressed and re-timed (lab/background.py)
+    background_share: float = 0.5          # at most this part of all packets is background
 
     def validate(self) -> None:
         if not (self.duration_s > 0 and math.isfinite(self.duration_s)):
@@ -76,6 +78,9 @@ class SynthConfig:
         unknown = [c for c in self.classes if c not in ALL_CLASSES]
         if unknown:
             raise PacketClipError(f"unknown class(es) {unknown}; known: {', '.join(ALL_CLASSES)}")
+        from packetclip.lab.background import check_share
+
+        check_share(self.background_share)
         lo, hi = self.flood_rate_pps
         if not (0 < lo <= hi):
             raise PacketClipError(f"flood_rate_pps must be (low, high) with 0 < low <= high, not {self.flood_rate_pps}")
@@ -168,6 +173,20 @@ class SynthLab:
                 plans.append(_place(crng, _tag(model.plan(crng, net, 0.0, room), model), d))
         return plans
 
+    def _add_background(self, background, place, net: Network, traces: list[Trace],
+                        records: list[EpisodeRecord]) -> None:
+        """The user's captures as Benign episodes (one per capture) with their own RNG stream."""
+        cfg = self.config
+        seed = int(np.random.SeedSequence([cfg.seed, 0x1AD]).generate_state(1, dtype=np.uint64)[0] & ((1 << 63) - 1))
+        placed = place(background, net, random.Random(seed), duration_s=cfg.duration_s,
+                       lab_packets=sum(len(t) for t in traces), share=cfg.background_share)
+        for cap in placed:
+            traces.append(cap.trace)
+            records.append(EpisodeRecord(
+                episode=len(records), label="Benign", scenario="background", tool=f"user capture {cap.path.name}",
+                start_s=round(cap.start_s, 6), end_s=round(cap.end_s, 6), attacker="", victim="",
+                params=json.dumps(cap.params(), sort_keys=True), seed=seed, packets=len(cap.trace)))
+
     def _class_stream(self, label: str) -> int:
         # the paper's classes keep their indices in ALL_CLASSES: adding classes leaves their streams as they were
         seq = np.random.SeedSequence([self.config.seed, 0x1AC, ALL_CLASSES.index(label)])
@@ -183,7 +202,10 @@ class SynthLab:
         ``ingest_settings`` (a :class:`packetclip.traffic.ingest.IngestSettings`) changes how the flow table is
         made, e.g. CICFlowMeter's 120 s flow timeout for comparisons with CIC datasets; default: ingest's own.
         """
+        from packetclip.lab.background import place_background, read_background
+
         started = time.perf_counter()
+        background = read_background(list(self.config.background))     # a bad capture stops us before writing
         ws = Workspace.create(out_dir, overwrite=overwrite, empty=True)
         net = self.network()
         plans = self.schedule(net)
@@ -210,6 +232,8 @@ class SynthLab:
                     params=json.dumps(plan.params, sort_keys=True), seed=seeds[i], packets=len(trace)))
                 if bar:
                     bar.update(task, advance=1, description=f"lab synth: {plan.label:<18} {len(trace):>8,} pkts")
+            if background:
+                self._add_background(background, place_background, net, traces, records)
             if bar:
                 bar.update(task, description="lab synth: writing capture")
             n = _write_capture(ws, traces, records, self.config.start_unix, self.config.duration_s)
