@@ -161,6 +161,12 @@ def install_missing(*, include_optional: bool = True, dry_run: bool = False,
             if done.returncode != 0:
                 raise PacketClipError(f"`{' '.join(argv[:2])}` failed with exit code {done.returncode}; "
                                       f"packages wanted: {' '.join(packages)}")
+        if "inetutils-telnetd" in packages and find_binary("update-inetd"):
+            # the lab starts its own inetd with its own config; the system's inetd must never serve telnet
+            argv = ["update-inetd", "--disable", "telnet"]
+            if echo:
+                echo("$ " + " ".join(argv))
+            runner(argv, env=env)
     finally:
         if wrote_policy:
             policy.unlink(missing_ok=True)
