@@ -52,14 +52,15 @@ def ndpi_workspace(work: Path):
 
     from packetclip.traffic.datasets.join import join_ndpi
     from packetclip.traffic.datasets.ndpi import read_ndpi_results
-    from packetclip.traffic.ingest import expand_capture_paths, ingest_captures
+    from packetclip.traffic.ingest import ingest_captures
     from packetclip.traffic.splits import group_split
     from packetclip.traffic.workspace import Workspace
 
     ws = work / "ndpi"
     if not Workspace(ws).manifest:
         log("ingesting", NDPI_PCAP)
-        ingest_captures(expand_capture_paths([NDPI_PCAP]), ws, progress=False)
+        captures = sorted(f for f in NDPI_PCAP.rglob("*") if f.suffix.lower() in (".pcap", ".pcapng", ".cap"))
+        ingest_captures(captures, ws, progress=False)
     flows = Workspace.open(ws).flows()
     joined = join_ndpi(flows, read_ndpi_results(NDPI_RESULT, progress=False))
     joined = joined[joined["ndpi_matched"] & joined["ndpi_category"].notna()]

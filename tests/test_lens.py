@@ -330,6 +330,61 @@ def test_batch_builders_keep_flows_apart(corpus):
             np.testing.assert_array_equal(flows[rows >= 0], corpus.flow_key[rows[rows >= 0]])
 
 
+def test_order_fields_are_hidden_from_order_and_same_flow_inputs(corpus):
+    """Flow-relative seq/ack number the packets of a flow: POP/HTP inputs must not carry them (the shortcut)."""
+    from packetclip.encoders.corruption import hide_order_fields
+
+    tcp_rows = np.flatnonzero(corpus.views[:, 9] == 6)
+    views = corpus.views[tcp_rows]
+    assert views[:, 24:32].any(), "the capture has non-zero relative seq/ack to hide"
+    hidden = hide_order_fields(views, corpus.lengths[tcp_rows])
+    assert not hidden[:, 24:32].any()
+    np.testing.assert_array_equal(np.delete(hidden, np.s_[24:32], axis=1), np.delete(views, np.s_[24:32], axis=1))
+    model = LensModel(tiny_config())
+    builder = BatchBuilder(model, corpus, fast_settings())
+    units, _, present = builder._gather(tcp_rows[:4][None, :], hide_order=True)
+    assert present.all() and not units[0, :, 24:32].any()
+
+
+def test_hard_negatives_share_capture_and_protocol(corpus):
+    model = LensModel(tiny_config())
+    builder = BatchBuilder(model, corpus, fast_settings(hard_negative_prob=1.0))
+    fl = corpus.flows
+    proto = corpus.views[fl.order[fl.start], 9]
+    rng = np.random.default_rng(0)
+    for f in builder.multi[:20]:
+        g = builder._other_flow(int(f), rng)
+        assert g != f and proto[g] == proto[f] and fl.file_key[g] == fl.file_key[f]
+        assert abs(int(builder._hard_pos[g]) - int(builder._hard_pos[f])) <= 8, "a neighbour in time"
+
+
+def test_flow_context_windows_end_at_the_packet(corpus):
+    fl = corpus.flows
+    f = int(np.argmax(fl.count))
+    packets = fl.packets(f)
+    ctx = fl.context(packets, 4)
+    np.testing.assert_array_equal(ctx[0], [packets[0], -1, -1, -1])
+    np.testing.assert_array_equal(ctx[-1], packets[-4:])
+    assert all(row[row >= 0][-1] == p for row, p in zip(ctx, packets))
+
+
+def test_generation_mode_hides_one_field_of_the_last_packet(corpus):
+    model = LensModel(tiny_config())
+    builder = BatchBuilder(model, corpus, fast_settings(field_prob=1.0))
+    batch = builder.msp(np.random.default_rng(0), 16)
+    slots = batch.enc["slots"].numpy()
+    cfg = model.config
+    for i, target in enumerate(batch.target.numpy()):
+        target = target[target >= 0].tolist()
+        assert target.count(DEC_SENTINEL0) == 1 and not any(DEC_SENTINEL0 < t < cfg.dec_unit0 for t in target)
+        assert 1 <= len(target) - 2 <= 2, "one field of 1-2 bytes"
+        present = batch.rows[i] >= 0
+        last = int(present.sum()) - 1
+        packet = batch.enc["packet"].numpy()[i]
+        masked = (slots[i] >= cfg.slot_sentinel0).any(axis=-1)
+        assert set(packet[masked].tolist()) == {last}, "the hidden field sits in the window's last packet"
+
+
 def test_flow_weights_damp_lookalike_flows(corpus):
     fl = corpus.flows
     first = corpus.views[fl.order[fl.start]]
@@ -492,6 +547,10 @@ def test_eval_generation_reports_fields_and_baseline(tmp_path, workspace, capsys
     for s in report.scores:
         if s.packets:
             assert 0.0 <= s.model_accuracy <= 1.0 and 0.0 <= s.baseline_accuracy <= 1.0
+            assert 0.0 <= s.previous_accuracy <= 1.0 and s.model_tolerance >= s.model_accuracy
+    summary = report.to_dict()
+    assert {"mean_previous", "mean_best_baseline", "min_margin", "tcp_window_model_tol"} <= set(summary)
+    assert "tcp_flags_model_tol" not in summary, "flags are scored exactly only"
     try:
         main(["encoder", "eval-generation", str(tmp_path), str(workspace), "--json"])
     except SystemExit as done:  # click exits 0 after a successful command

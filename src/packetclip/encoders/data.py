@@ -115,6 +115,28 @@ class FlowIndex:
     def packets(self, f: int) -> np.ndarray:
         return self.order[self.start[f]: self.start[f] + self.count[f]]
 
+    def context(self, rows: np.ndarray, k: int) -> np.ndarray:
+        """``[n, k]`` packet rows: each of ``rows`` preceded by up to ``k - 1`` earlier packets of its flow,
+        left-aligned (the packet itself in the last filled slot), ``-1`` after it.
+
+        The generation task hides a field of the last packet; the earlier ones are the context a
+        previous-packet baseline also gets.
+        """
+        rows = np.asarray(rows, np.int64)
+        if getattr(self, "_slot_of_row", None) is None:   # computed once: where each row sits in ``order``
+            self._slot_of_row = np.empty(len(self.order), np.int64)
+            self._slot_of_row[self.order] = np.arange(len(self.order))
+            self._flow_start_of_row = np.empty(len(self.order), np.int64)
+            self._flow_start_of_row[self.order] = np.repeat(self.start, self.count)
+        first_slot = self._flow_start_of_row[rows]
+        at = self._slot_of_row[rows] - first_slot
+        m = np.minimum(at + 1, k)
+        out = np.full((len(rows), k), -1, np.int64)
+        for j in range(k):
+            has = m > j
+            out[has, j] = self.order[first_slot[has] + at[has] - m[has] + 1 + j]
+        return out
+
 
 def first_k_packets(views: np.ndarray, flow_id: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(flow ids, views [n_flows, k, L], packets per flow (<= k))``: each flow's first ``k`` packets.

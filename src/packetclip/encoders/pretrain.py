@@ -41,8 +41,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from packetclip.encoders.corruption import (FIELD_SIZES, apply_mask, field_offsets, field_unit_range, pad_targets,
-                                            random_spans)
+from packetclip.encoders.corruption import (FIELD_SIZES, apply_mask, field_offsets, field_unit_range,
+                                            hide_order_fields, pad_targets, random_spans)
 from packetclip.encoders.base import local_seed
 from packetclip.encoders.data import TrafficCorpus, open_packet_workspace
 from packetclip.encoders.lens import LensConfig, LensModel, _device
@@ -62,6 +62,13 @@ VAL_JSON = "val_losses.json"
 @dataclass
 class PretrainSettings:
     """Optimisation and sampling hyper-parameters; all of them are stored with a checkpoint.
+
+    Shortcut closers (all on by default; ``False`` / ``0`` reproduce the earlier objectives for ablations):
+    ``hide_order_fields`` zeroes flow-relative TCP seq/ack and the ICMP echo sequence in POP and HTP inputs
+    (:func:`~packetclip.encoders.corruption.hide_order_fields`); ``hard_negative_prob`` is the share of HTP
+    negatives drawn from the same capture *and* protocol, among the flows nearest in time to the anchor's;
+    ``field_context`` trains generation as it is evaluated: one field of the last packet of a window of up
+    to ``k`` consecutive packets of a flow (else: one packet, any subset of its fields).
 
     ``batch_msp`` is small on purpose: the decoder makes span prediction ~3x the cost of the encoder-only
     objectives, and on a CPU budget more steps matter more than a bigger span batch. Measured with
@@ -90,6 +97,9 @@ class PretrainSettings:
     weight_nce: float = 1.0
     temperature: float = 0.1
     val_batches: int = 4
+    hide_order_fields: bool = True
+    hard_negative_prob: float = 0.75
+    field_context: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.steps, int) or isinstance(self.steps, bool) or self.steps < 1:
@@ -99,6 +109,8 @@ class PretrainSettings:
                 raise PacketClipError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if not self.lr > 0:
             raise PacketClipError(f"--lr must be > 0, got {self.lr!r}")
+        if not 0.0 <= self.hard_negative_prob <= 1.0:
+            raise PacketClipError(f"hard_negative_prob must be in [0, 1], got {self.hard_negative_prob!r}")
 
     def lr_at(self, step: int) -> float:
         """Linear warm-up, then cosine decay to ``min_lr_ratio * lr`` at ``steps``."""
@@ -142,6 +154,14 @@ class BatchBuilder:
         files, fstart, fcount = np.unique(flows.file_key[by_file], return_index=True, return_counts=True)
         self._by_file, self._file_start, self._file_count = by_file, fstart, fcount
         self._file_of_flow = np.searchsorted(files, flows.file_key)
+        first = corpus.views[flows.order[flows.start]]
+        version = first[:, 0] >> 4
+        proto = np.where(version == 4, first[:, 9], np.where(version == 6, first[:, 6], 255)).astype(np.int64)
+        group = self._file_of_flow.astype(np.int64) * 256 + proto       # (capture, protocol), then time
+        self._hard_order = np.lexsort((flows.flow_key, group))
+        self._hard_group = group[self._hard_order]
+        self._hard_pos = np.empty(len(flows), np.int64)
+        self._hard_pos[self._hard_order] = np.arange(len(flows))
 
     # --- helpers ------------------------------------------------------------------------------------
     def _flows(self, rng, size: int, multi: bool) -> np.ndarray:
@@ -150,12 +170,16 @@ class BatchBuilder:
         picked = np.minimum(np.searchsorted(cdf, rng.random(size), side="right"), len(cdf) - 1)
         return self.multi[picked] if multi else picked
 
-    def _gather(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Units, unit counts and presence of packet rows ``[B, m]`` (``-1`` = absent)."""
+    def _gather(self, rows: np.ndarray, hide_order: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Units, unit counts and presence of packet rows ``[B, m]`` (``-1`` = absent); ``hide_order`` zeroes
+        the fields that number packets within a flow (see :func:`hide_order_fields`)."""
         present = rows >= 0
         safe = np.where(present, rows, 0)
         views = self.corpus.views[safe]
         lengths = np.where(present, self.corpus.lengths[safe], 0)
+        if hide_order:
+            shape = views.shape
+            views = hide_order_fields(views.reshape(-1, shape[-1]), lengths.reshape(-1)).reshape(shape)
         units, n_units = self.model.units(views, lengths)
         return units, np.where(present, n_units, 0), present
 
@@ -175,24 +199,37 @@ class BatchBuilder:
         rows = np.full((size, k), -1, np.int64)
         flow_of = np.full((size, k), -1, np.int64)
         fields_mode = np.zeros(size, bool)
+        last = np.zeros(size, np.int64)   # the slot whose fields field mode hides
         for i, f in enumerate(self._flows(rng, size, multi=False)):
-            m = 1 if rng.random() < s.single_packet_prob else int(min(k, fl.count[f]))
-            rows[i, :m] = self._window(int(f), m, rng)
+            if s.field_context and rng.random() < s.field_prob:   # a packet and the ones before it
+                fields_mode[i] = True
+                row = fl.packets(int(f))[int(rng.integers(0, fl.count[f]))]
+                window = fl.context(np.array([row]), k)[0]
+                m = int((window >= 0).sum())
+                rows[i, :m] = window[:m]
+                last[i] = m - 1
+            else:
+                m = 1 if rng.random() < s.single_packet_prob else int(min(k, fl.count[f]))
+                rows[i, :m] = self._window(int(f), m, rng)
+                fields_mode[i] = not s.field_context and m == 1 and rng.random() < s.field_prob
             flow_of[i, :m] = fl.flow_key[f]
-            fields_mode[i] = m == 1 and rng.random() < s.field_prob
         units, n_units, present = self._gather(rows)
-        offsets = field_offsets(self.corpus.views[rows[:, 0]], self.corpus.lengths[rows[:, 0]])
+        target_rows = rows[np.arange(size), last]
+        offsets = field_offsets(self.corpus.views[target_rows], self.corpus.lengths[target_rows])
         targets = []
         for i in range(size):
             mask = np.zeros(units.shape[1:], bool)
             chosen = [name for name in FIELD_SIZES if offsets[name][i] >= 0] if fields_mode[i] else []
             if chosen:
-                pick = rng.random(len(chosen)) < 0.5
+                if s.field_context:   # exactly one field, as the generation task asks for it
+                    pick = np.zeros(len(chosen), bool)
+                else:
+                    pick = rng.random(len(chosen)) < 0.5
                 pick[rng.integers(len(chosen))] = True
                 for name, on in zip(chosen, pick):
                     if on:
                         a, b = field_unit_range(cfg, int(offsets[name][i]), FIELD_SIZES[name])
-                        mask[0, a:b] = True
+                        mask[last[i], a:b] = True
             else:
                 for p in np.flatnonzero(present[i]):
                     mask[p, : n_units[i, p]] = random_spans(int(n_units[i, p]), s.noise_density, s.mean_span, rng)
@@ -213,7 +250,7 @@ class BatchBuilder:
             rows[i, :m] = window[perm]
             target[i, :m] = perm
             flow_of[i, :m] = fl.flow_key[f]
-        units, n_units, present = self._gather(rows)
+        units, n_units, present = self._gather(rows, hide_order=self.settings.hide_order_fields)
         return self._finish(rows, present, units, n_units, target, flow_of)
 
     def htp(self, rng: np.random.Generator, size: int) -> Batch:
@@ -240,7 +277,7 @@ class BatchBuilder:
                 flow_of[i, j * seg: j * seg + len(segment)] = fl.flow_key[owner]
         encs = []
         for j in range(3):
-            u, nu, pr = self._gather(rows[:, j * seg: (j + 1) * seg])
+            u, nu, pr = self._gather(rows[:, j * seg: (j + 1) * seg], hide_order=self.settings.hide_order_fields)
             encs.append(self.model.tokenise(u, nu, pr))
         return Batch(encs[0], torch.ones(size), flow_of, rows, enc_b=encs[1], enc_c=encs[2])
 
@@ -254,8 +291,18 @@ class BatchBuilder:
         return (0, n - s) if rng.random() < 0.5 else (n - s, 0)
 
     def _other_flow(self, f: int, rng) -> int:
-        """A different flow: half of the time from the same capture (when it has another flow)."""
+        """A different flow: with ``hard_negative_prob`` one of the 8 flows nearest in time (flow keys are
+        numbered in order of first packet) with the same capture and protocol; else half of the time any flow
+        of the same capture, half any flow at all. Same-protocol neighbours remove the "other protocol /
+        other capture" shortcut the same-flow head otherwise learns first."""
         fl = self.corpus.flows
+        if rng.random() < self.settings.hard_negative_prob:
+            pos = self._hard_pos[f]
+            group = self._hard_group
+            lo, hi = max(pos - 8, 0), min(pos + 9, len(group))
+            near = [int(self._hard_order[p]) for p in range(lo, hi) if p != pos and group[p] == group[pos]]
+            if near:
+                return near[int(rng.integers(len(near)))]
         file = self._file_of_flow[f]
         if rng.random() < 0.5 and self._file_count[file] > 1:
             j = int(rng.integers(0, self._file_count[file] - 1))
