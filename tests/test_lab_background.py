@@ -22,7 +22,7 @@ pytestmark = pytest.mark.skipif(not (CURL.exists() and DNS.exists()), reason="ne
 
 
 def _synth(out: Path, seed: int = 3, ingest: bool = True, share: float = 1.0):
-    return SynthLab(duration_s=10, seed=seed, classes=("Benign", "SYN Flood"), background=(str(CURL), str(DNS)),
+    return SynthLab(duration_s=10, seed=seed, classes=("Benign", "OS Scan"), background=(str(CURL), str(DNS)),
                     background_share=share).generate(out, progress=False, ingest=ingest)
 
 
@@ -89,7 +89,7 @@ def test_background_rereads_through_ingest_without_skips(lab):
     flows = pd.read_parquet(lab.flows)
     labels = pd.read_parquet(lab.flow_labels)
     assert (labels["purity"] == 1.0).all()
-    assert set(flows["label"].astype(str)) == {"Benign", "SYN Flood"}
+    assert set(flows["label"].astype(str)) == {"Benign", "OS Scan"}
 
 
 def test_background_is_byte_identical_per_seed_and_bounded_by_share(lab, tmp_path):
@@ -117,3 +117,38 @@ def test_bad_background_capture_is_one_line_and_exit_2(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and err.startswith("packetclip: error:") and path.name in err
     assert not (tmp_path / "out" / "capture.pcap").exists()
+
+
+def test_readdress_maps_hosts_once_fixes_checksums_and_icmp_errors():
+    import random as _random
+
+    from packetclip.lab.background import AddressMap, readdress
+    from packetclip.lab.packets import icmp_message, ip4, ipv4, ipv6, udp_datagram
+    from packetclip.lab.synth import SynthLab as _Lab
+
+    net = _Lab(duration_s=10, seed=1).network()
+    amap = AddressMap(net, _random.Random(0))
+    client, server, peer = ip4("192.168.7.20"), ip4("192.168.7.1"), ip4("93.184.216.34")
+    query = ipv4(client, server, 17, udp_datagram(client, server, 40000, 53, b"\x12\x34payload"))
+    error = ipv4(server, client, 1, icmp_message(3, 3, 0, query[:28]))
+    out_q, src_mac, dst_mac = readdress(query, 20, 17, amap)
+    out_e, _, _ = readdress(error, 20, 1, amap)
+    lan = bytes(net.subnet)
+    assert out_q[12:15] == lan and out_q[16:19] == lan and out_q[12:16] != out_q[16:20]
+    assert out_e[12:16] == out_q[16:20] and out_e[16:20] == out_q[12:16], "one address per host"
+    assert out_e[40:44] == out_q[12:16] and out_e[44:48] == out_q[16:20], "addresses inside the ICMP error too"
+    assert inet_checksum(out_q[:20]) == inet_checksum(out_e[:20]) == inet_checksum(out_e[28:48]) == 0
+    assert _transport_ok(out_q, 20) and _transport_ok(out_e, 20) and out_q[28:] == query[28:]
+    assert src_mac != dst_mac and net.gateway.mac not in (src_mac, dst_mac)
+    out_p, _, to_gw = readdress(ipv4(client, peer, 17, udp_datagram(client, peer, 1, 2, b"x")), 20, 17, amap)
+    assert out_p[12:16] == out_q[12:16] and not ipaddress.ip_address(out_p[16:20]).is_private
+    assert to_gw == net.gateway.mac, "frames to the Internet go through the lab gateway"
+    v6a, v6b = bytes.fromhex("fe80" + "00" * 6 + "0211223344556677"), bytes.fromhex("2001" + "0db8" + "11" * 12)
+    seg = udp_datagram(v6a, v6b, 5353, 5353, b"mdns")
+    out6, _, _ = readdress(ipv6(v6a, v6b, 17, seg), 40, 17, amap)
+    assert out6[8:10] == b"\xfe\x80" and out6[8:24] != v6a and out6[24:40] != v6b
+    pseudo = out6[8:40] + struct.pack("!IxxxB", len(out6) - 40, 17)
+    assert inet_checksum(pseudo + out6[40:]) == 0
+    fragment = bytearray(query)
+    fragment[6:8] = b"\x20\x00"                       # more fragments
+    assert readdress(bytes(fragment), 20, 17, amap) == "ip_fragment"
