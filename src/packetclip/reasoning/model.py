@@ -201,15 +201,18 @@ class MissionGNN(nn.Module):
         self.config = c = config
         if not c.graphs:
             raise PacketClipError("the reasoning model needs at least one mission graph")
+        from packetclip.encoders.base import local_seed
+
         gen = torch.Generator().manual_seed(int(c.seed))
-        self.branches = nn.ModuleList([MissionBranch(g, c.embed_dim, c.node_dim, gen) for g in c.graphs])
         step_dim = c.node_dim * len(c.graphs) + 1
-        self.inp = nn.Linear(step_dim, c.d_model)
-        layer = nn.TransformerEncoderLayer(c.d_model, c.heads, c.ff_dim, c.dropout, batch_first=True,
-                                           activation="gelu")
-        self.temporal_encoder = nn.TransformerEncoder(layer, c.layers, enable_nested_tensor=False)
-        self.head = nn.Sequential(nn.Linear(c.d_model, 64), nn.GELU(), nn.Linear(64, len(c.missions)))
-        self.fine_head = nn.Linear(c.d_model, max(1, len(c.fine_classes)))
+        with local_seed(c.seed):     # torch's own layers draw their init from the global RNG: seed it locally
+            self.branches = nn.ModuleList([MissionBranch(g, c.embed_dim, c.node_dim, gen) for g in c.graphs])
+            self.inp = nn.Linear(step_dim, c.d_model)
+            layer = nn.TransformerEncoderLayer(c.d_model, c.heads, c.ff_dim, c.dropout, batch_first=True,
+                                               activation="gelu")
+            self.temporal_encoder = nn.TransformerEncoder(layer, c.layers, enable_nested_tensor=False)
+            self.head = nn.Sequential(nn.Linear(c.d_model, 64), nn.GELU(), nn.Linear(64, len(c.missions)))
+            self.fine_head = nn.Linear(c.d_model, max(1, len(c.fine_classes)))
         self.eval()
 
     def set_graph_vectors(self, vectors: list[list[np.ndarray]]) -> None:

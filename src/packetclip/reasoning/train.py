@@ -9,8 +9,10 @@ Windows (:mod:`packetclip.reasoning.windows`) run over all flows of a workspace 
 reads only training-split positions, and validation scores use the same windows, so what is trained is what
 streams. Loss: class-weighted cross-entropy on missions + 0.5 x fine-class cross-entropy + ``smooth`` x the
 temporal smoothing term (squared change of the mission probabilities between consecutive steps of a window).
-The epoch with the best validation mAUC is kept; the alert threshold is the validation benign flows' score
-quantile for a 1 % false-positive rate.
+Optional (``ReasoningSettings``, off by default): MissionGNN's normal-confidence regulariser and its decaying
+pseudo-label threshold, for weakly labelled captures (a whole episode marked as one attack). The epoch with the
+best validation mAUC is kept; the alert threshold is the validation benign flows' score quantile for a 1 %
+false-positive rate.
 """
 
 from __future__ import annotations
@@ -57,6 +59,14 @@ class ReasoningSettings:
     host_context: bool = True             # append the flows' host context to the traffic embedding
     align_steps: int = 1500
     describe_flows: int = 2000     # one rule-based description each: the text encoder is the slow part on a CPU
+    # MissionGNN's two weak-supervision devices, off by default (our lab labels are per flow, not per video):
+    # normal_confidence > 0 adds that weight x the mean over all-benign training windows of the window's largest
+    # attack probability (the normal state must stay confident at every step, not on average);
+    # pseudo_label=(start, end): an attack-labelled training step keeps its label only while the model's attack
+    # score (1 - P(Benign), not back-propagated) reaches a threshold decaying linearly from start (first epoch) to
+    # end (last), else counts as Benign, as MissionGNN does for the frames of an abnormal video.
+    normal_confidence: float = 0.0
+    pseudo_label: tuple[float, float] | None = None
     threads_note: str = field(default="", repr=False)
 
 
@@ -185,7 +195,16 @@ def _window_batch(aligned: torch.Tensor, gaps: torch.Tensor, chunk: np.ndarray):
 def fit_gnn(model: MissionGNN, aligned: np.ndarray, data: FlowData, settings: ReasoningSettings, *,
             train_mask: np.ndarray | None = None, log=None) -> list[dict]:
     """Train ``model`` in place on ``aligned`` vectors (the alignment's output, frozen); keeps the best epoch by
-    validation mAUC. Returns the history."""
+    validation mAUC. Returns the history. Dropout draws from torch's RNG seeded locally with ``settings.seed``, so
+    the same settings train the same model (and the caller's random stream is left as it was)."""
+    from packetclip.encoders.base import local_seed
+
+    with local_seed(settings.seed):
+        return _fit_gnn(model, aligned, data, settings, train_mask=train_mask, log=log)
+
+
+def _fit_gnn(model: MissionGNN, aligned: np.ndarray, data: FlowData, settings: ReasoningSettings, *,
+             train_mask: np.ndarray | None, log) -> list[dict]:
     gen = torch.Generator().manual_seed(int(settings.seed))
     rng = np.random.default_rng(settings.seed)
     mode = settings.time_step
@@ -206,7 +225,14 @@ def fit_gnn(model: MissionGNN, aligned: np.ndarray, data: FlowData, settings: Re
     val = data.split == "val"
     best, best_state, history = -1.0, None, []
     t0 = time.perf_counter()
+    if settings.pseudo_label is not None:
+        start, end = (float(v) for v in settings.pseudo_label)
+        if not (0.0 <= end <= start <= 1.0):
+            raise PacketClipError("pseudo_label needs 0 <= end <= start <= 1 (a decaying threshold)")
     for epoch in range(settings.epochs):
+        threshold = None
+        if settings.pseudo_label is not None:
+            threshold = start + (end - start) * (epoch / max(1, settings.epochs - 1))
         batches: list[np.ndarray] = []
         n_chunks = 0
         while len(batches) < max(1, settings.min_batches):
@@ -227,7 +253,11 @@ def fit_gnn(model: MissionGNN, aligned: np.ndarray, data: FlowData, settings: Re
             use = valid & train_t[rows]
             if not use.any():
                 continue
-            loss = F.cross_entropy(logits[use], y[rows][use], weight=weights)
+            target = y[rows]
+            if threshold is not None:
+                attack_score = 1.0 - logits.detach().softmax(-1)[..., 0]
+                target = torch.where((target > 0) & (attack_score < threshold), torch.zeros_like(target), target)
+            loss = F.cross_entropy(logits[use], target[use], weight=weights)
             if settings.fine_weight and model.config.fine_classes:
                 loss = loss + settings.fine_weight * F.cross_entropy(fine[use], yf[rows][use])
             if settings.smooth and t > 1:
@@ -235,6 +265,11 @@ def fit_gnn(model: MissionGNN, aligned: np.ndarray, data: FlowData, settings: Re
                 pair = valid[:, 1:] & valid[:, :-1]
                 if pair.any():
                     loss = loss + settings.smooth * ((p[:, 1:] - p[:, :-1]) ** 2).sum(-1)[pair].mean()
+            if settings.normal_confidence:
+                benign_window = (use & (y[rows] == 0)).any(1) & ~(use & (y[rows] > 0)).any(1)
+                if benign_window.any():
+                    worst = (1.0 - logits.softmax(-1)[..., 0]).masked_fill(~use, 0.0).amax(1)
+                    loss = loss + settings.normal_confidence * worst[benign_window].mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
