@@ -1,0 +1,58 @@
+"""Connecting to Ray: a local one started for the run, a running cluster by address, or ``auto``."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Iterator
+
+from packetclip.errors import PacketClipError
+
+
+class RayError(PacketClipError):
+    """Ray is missing, cannot be reached, or a task failed for good."""
+
+
+def require_ray():
+    """The ``ray`` module, or one clear line telling how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise RayError("Ray is not installed; `pip install 'packetclip[ray]'`") from None
+    return ray
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> Iterator[object]:
+    """Ray for the duration of a block.
+
+    ``address`` None or ``"local"``: start a local Ray with ``num_cpus`` (default: every core) and stop it after;
+    ``"auto"``: the cluster this machine belongs to (``ray start`` ran here); ``"HOST:PORT"``: that cluster. A
+    session already initialised by the caller (a test, a notebook) is reused and left running.
+    """
+    ray = require_ray()
+    if ray.is_initialized():
+        yield ray
+        return
+    kwargs: dict = {"log_to_driver": False, "configure_logging": False}
+    if address in (None, "", "local"):
+        kwargs.update(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False)
+    else:
+        kwargs["address"] = address
+    try:
+        ray.init(**kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        raise RayError(f"cannot connect to Ray at {address!r}: {' '.join(str(err).split())[:300]}") from None
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def task_failure(err: BaseException) -> str:
+    """One line for a failed Ray task (its cause when it was ours, else Ray's reason)."""
+    cause = getattr(err, "cause", None)
+    if isinstance(cause, PacketClipError):
+        return cause.one_line()
+    text = " ".join(str(cause or err).split())
+    return f"{type(err).__name__}: {text[:300]}"
