@@ -662,3 +662,27 @@ def test_mass_expiry_without_popping_matches_popping():
     pd.testing.assert_frame_equal(flows, popped)
     assert flows["end_reason"].astype(str).value_counts().to_dict() == {"idle": 3000, "flush": 1}
     assert np.concatenate(ids).tolist() == list(range(3000)) + [3000] * 5
+
+
+def test_max_open_caps_the_table_and_evicts_the_idlest():
+    # 2000 one-packet flows (a spoofed flood) and one flow that keeps talking: the table never passes the cap,
+    # the talking flow is never evicted, every packet still lands in exactly one finished flow
+    p = []
+    for k in range(2000):
+        p.append(udp(k * 10, sport=10000 + k))
+        if k % 50 == 0:
+            p.append(udp(k * 10 + 1, sport=9))
+    meter = FlowMeter(max_open=100)            # rounded up to 128
+    ids = []
+    for s in range(0, len(p), 64):
+        ids.append(meter.update(make_batch(p[s:s + 64]))[0])
+        assert meter.n_open <= 128 and meter.capacity == 128     # allocated whole, never grown
+    flows = meter.flush()
+    ids = np.concatenate(ids)
+    assert meter.evicted > 1500 and (flows["end_reason"].astype(str) == "evicted").sum() == meter.evicted
+    talker = flows[flows["Src Port"] == 9]
+    assert len(talker) == 1 and talker["Total Fwd Packet"].iloc[0] == 40
+    assert int((flows["Total Fwd Packet"] + flows["Total Bwd packets"]).sum()) == len(p)
+    assert sorted(flows["flow_id"].tolist()) == sorted(set(ids.tolist()))
+    with pytest.raises(PacketClipError):
+        FlowMeter(max_open=10)

@@ -1226,7 +1226,8 @@ def detect_command(
         raise typer.BadParameter(f"must be in (0, 1), got {fpr:g}", param_hint="'--fpr'")
     if duration is not None and not interface:
         raise typer.BadParameter("only applies with --interface", param_hint="'--duration'")
-    use_threads(threads)
+    if model is not None and (model / "bundle.json").is_file():
+        use_threads(threads)            # torch only for a reasoning bundle; the default model is numpy
     live = not quiet and sys.stderr.isatty()
     with threadpool_limits(limits=threads):
         result = run_detect(captures or (), model=model, alerts=alerts, eve=eve, interface=interface,

@@ -224,6 +224,17 @@ def stage_detect(run: DemoRun) -> None:
                        f"`packetclip detect` with the shipped default model over a new lab capture (seed {seed}, "
                        f"all lab classes, never trained on): {line}. Alerts (Suricata EVE lines) in `alerts.jsonl`.")
     run.report.table(["mission", "alerts"], sorted(result.per_mission.items()))
+    # the same over time, as a table: new alerts per mission per 30 s of capture time
+    missions = sorted(per_mission)
+    bins: dict[int, dict[str, int]] = {}
+    for mission, times in per_mission.items():
+        for t in times:
+            row = bins.setdefault(int((t - t0) // 30), {})
+            row[mission] = row.get(mission, 0) + 1
+    if bins:
+        run.report.table(["capture time (s)", *missions],
+                         [[f"{30 * b}-{30 * b + 30}", *[row.get(m, 0) for m in missions]]
+                          for b, row in sorted(bins.items())])
     run.report.figure(figure, "alerts per mission over time")
     run.report.record(detect_alerts=int(result.alerts), detect_packets=int(result.packets))
 

@@ -23,7 +23,8 @@ import numpy as np
 from packetclip.detect.alerts import (SEVERITY, Aggregator, AlertSink, concepts_of, explain, iso_time, proto_name)
 from packetclip.detect.features import CONTEXT_FEATURES, FEATURES, EarlyFeatures, host_key, mix
 from packetclip.traffic.decode import format_ip
-from packetclip.traffic.stream import CaptureSource, FlowExpiry, FlowStream, FlowUpdate, SourceEnd, as_sources
+from packetclip.traffic.stream import (CaptureSource, FlowExpiry, FlowStream, FlowUpdate, SourceEnd, StreamSettings,
+                                       as_sources)
 
 _CTX_AT = {name: FEATURES.index(name) for name in CONTEXT_FEATURES}
 _BWD_AT = FEATURES.index("bwd_pkts")
@@ -57,6 +58,7 @@ class DetectResult:
     lines: int = 0
     per_mission: dict = field(default_factory=dict)
     latencies_ms: list = field(default_factory=list)
+    latency_at_expiry: list = field(default_factory=list)     # per latency: raised at a flow's expiry (bool)
     first_alerts: dict = field(default_factory=dict)    # arrays: source, flow_id, n, packet_number, mission, fine
     summaries: list = field(default_factory=list)
     elapsed_s: float = 0.0
@@ -72,11 +74,13 @@ class Detector:
 
     def __init__(self, scorer, *, sinks: list[AlertSink] = (), fpr: float | None = None, interval_s: float = 60.0,
                  batch_packets: int = 4096, fan_limit: int = 16, record: bool = False, summary: bool = False,
-                 stream_settings=None, slots: int = 1 << 19, model_name: str = "default"):
+                 stream_settings=None, slots: int = 1 << 19, model_name: str = "default",
+                 max_open_flows: int = 1 << 16, idle_timeout_s: float = 30.0, expire_every: int = 1):
         self.scorer = scorer
         self.fpr = fpr
         th = scorer.thresholds(fpr)
-        self.fpr_used = float(fpr) if fpr is not None else None
+        self.fpr_used = float(fpr) if fpr is not None else \
+            float(getattr(scorer, "info", {}).get("default_fpr", _default_fpr()))
         self.missions = tuple(scorer.missions)
         self.th = np.array([th.get(m, np.inf) if m != "Benign" else np.inf for m in self.missions], np.float32)
         self.classes = tuple(scorer.classes)
@@ -89,9 +93,17 @@ class Detector:
         self.features = EarlyFeatures(window_s=self.window_s, slots=slots)
         self.aggregator = Aggregator(list(sinks), interval_s=interval_s, fan_limit=fan_limit, window_s=self.window_s)
         self.batch_packets = int(batch_packets)
+        self.expire_every = int(expire_every)       # batches between pops of ended flows (ids only: cheap)
         self.record = record
         self.summary = summary
-        self.stream_settings = stream_settings
+        # bounded state: flows idle for ``idle_timeout_s`` end (a detector, like Suricata's 30 s for unanswered
+        # flows, need not hold a one-packet flood flow for nfstream's 120 s), and at most ``max_open_flows`` are
+        # open, the idlest evicted at the cap; both are scored as at expiry. Given settings are kept as given.
+        settings = StreamSettings.of(stream_settings) if stream_settings is not None else \
+            StreamSettings(idle_timeout=float(idle_timeout_s))
+        if settings.max_open_flows is None:
+            settings.max_open_flows = int(max_open_flows)
+        self.stream_settings = settings
         self.model_name = model_name
         self._fa: dict[str, list] = {k: [] for k in ("source", "flow_id", "n", "packet_number", "mission", "fine")}
 
@@ -111,7 +123,9 @@ class Detector:
         ``on_event(event)`` sees every stream event first (evaluation hooks)."""
         res = DetectResult()
         started = time.perf_counter()
-        stream = FlowStream(self._sources(source), self.stream_settings, expire_every=4)
+        rows_scorer = bool(getattr(self.scorer, "needs_flow_rows", False))     # a reasoning bundle
+        stream = FlowStream(self._sources(source), self.stream_settings, expire_every=self.expire_every,
+                            flow_tables=rows_scorer)
         live = _LiveSummary(self, res, started) if self.summary else None
         read_wall = started
         try:
@@ -123,7 +137,8 @@ class Detector:
                     res.packets += len(event.batch)
                     dec = self.features.update(event.batch, event.flow_id, event.direction)
                     pn0 = int(event.batch.first_packet_number)
-                    self._decide(dec, res, read_wall, event.source_index, pn0)
+                    if not rows_scorer:
+                        self._decide(dec, res, read_wall, event.source_index, pn0)
                     if stream.clock_ns is not None:
                         self.aggregator.close_until(stream.clock_ns)
                     res.peak_tracked_flows = max(res.peak_tracked_flows, stream.open_flows)
@@ -131,9 +146,12 @@ class Detector:
                         live.count_talkers(event.batch, event.flow_id)
                         live.tick(stream)
                 elif isinstance(event, FlowExpiry):
-                    res.flows += event.flows.num_rows
+                    res.flows += len(event)
                     dec = self.features.expire(event.flow_ids)
-                    self._decide(dec, res, read_wall, event.source_index, -1)
+                    if rows_scorer:
+                        self._decide_rows(dec, event, res, read_wall)
+                    else:
+                        self._decide(dec, res, read_wall, event.source_index, -1)
                 elif isinstance(event, SourceEnd):
                     res.summaries.append(event.summary)
                     if on_source_end is not None:
@@ -149,11 +167,26 @@ class Detector:
         res.first_alerts = {k: np.asarray(v) for k, v in self._fa.items()}
         return res
 
-    def _decide(self, dec, res: DetectResult, read_wall: float, source_index: int, pn0: int) -> None:
+    def _decide_rows(self, dec, event: FlowExpiry, res: DetectResult, read_wall: float) -> None:
+        """Ended flows scored from their flow-table rows (a reasoning bundle)."""
+        if not len(dec):
+            return
+        import pandas as pd
+
+        rows = event.flows.to_pandas()
+        pos = pd.Index(rows["flow_id"].to_numpy(np.int64)).get_indexer(dec.flow_id)
+        if (pos < 0).any():
+            dec = dec.take(pos >= 0)
+            pos = pos[pos >= 0]
+        sc, emb = self.scorer.score_rows(rows.iloc[pos].reset_index(drop=True))
+        self._decide(dec, res, read_wall, event.source_index, -1, scores=sc, embeddings=emb)
+
+    def _decide(self, dec, res: DetectResult, read_wall: float, source_index: int, pn0: int, *,
+                scores=None, embeddings=None) -> None:
         if not len(dec):
             return
         res.decisions += len(dec)
-        sc = self.scorer.score(dec)
+        sc = self.scorer.score(dec) if scores is None else scores
         margin = sc.mission - self.th[None, :]
         j = np.argmax(margin, axis=1)
         hit = margin[np.arange(len(j)), j] > 0
@@ -227,11 +260,12 @@ class Detector:
                     src_keys=np.unique(src_k[m]).tolist() if m is not None else (),
                     dst_keys=np.unique(dst_k[m]).tolist() if m is not None else (),
                     make_base=lambda i=i, fine=fine, mission=mission, s=float(score[r]), sp=sc.mission[i]:
-                    self._base(dec, i, fine, mission, s, sp))
+                    self._base(dec, i, fine, mission, s, sp, None if embeddings is None else embeddings[i]))
         n_new = agg.alerts - before
         if n_new:
             lat = (time.perf_counter() - read_wall) * 1e3
             res.latencies_ms.extend([lat] * n_new)
+            res.latency_at_expiry.extend([bool(dec.at_expiry)] * n_new)
 
     def _fans(self, fan_h: np.ndarray, other: np.ndarray, folded: set) -> np.ndarray:
         """Rows whose fan (hash) is already folded, or that reach more than ``fan_limit`` distinct
@@ -246,7 +280,8 @@ class Detector:
             out |= np.isin(fan_h, wide)
         return out
 
-    def _base(self, dec, i: int, fine: str, mission: str, score: float, mission_p) -> tuple[dict, dict]:
+    def _base(self, dec, i: int, fine: str, mission: str, score: float, mission_p,
+              embedding=None) -> tuple[dict, dict]:
         """EVE fields and packetclip object of decision ``i`` (only for decisions that open an alert)."""
         src, dst = format_ip(int(dec.src_hi[i]), int(dec.src_lo[i])), format_ip(int(dec.dst_hi[i]), int(dec.dst_lo[i]))
         proto = proto_name(int(dec.proto[i]))
@@ -264,7 +299,7 @@ class Detector:
                           "severity": SEVERITY.get(mission, 3)}}
         j = self.missions.index(mission)
         pc = {"mission": mission, "fine_class": fine, "score": round(score, 4), "threshold": float(self.th[j]),
-              "fpr": float(self.fpr_used) if self.fpr_used is not None else float(_default_fpr()),
+              "fpr": self.fpr_used,
               "mission_scores": {m: round(float(p), 4) for m, p in zip(self.missions, mission_p)},
               "top_concepts": concepts_of(fine, mission),
               "explanation": explain(fine, mission, score, ctx, flow, self.window_s),
@@ -272,6 +307,8 @@ class Detector:
               "nearest_description": None,
               "packets_seen": int(dec.n[i]), "decision": "expiry" if dec.at_expiry else "early",
               "model": self.model_name}
+        if embedding is not None:            # a reasoning bundle: the GNN's own concepts and sentence
+            pc["top_concepts"], pc["explanation"] = self.scorer.explain(embedding, mission)
         return base, pc
 
 

@@ -236,7 +236,8 @@ def fit_early_scorer(X: np.ndarray, labels: np.ndarray, flow_id: np.ndarray, *, 
     scorer.calibration = calibrate(flow_id[val], sc.mission, is_benign, scorer.missions)
     # validation figures at the default FPR: flow-level recall per mission (a flow counts once it alerts)
     th = scorer.thresholds(None)
-    info = {"calibrated_fprs": sorted(float(k) for k in scorer.calibration),"train_rows": int(tr.sum()), "val_rows": int(val.sum()), "val_flows": int(len(np.unique(flow_id[val]))),
+    info = {"calibrated_fprs": sorted(float(k) for k in scorer.calibration), "train_rows": int(tr.sum()),
+            "val_rows": int(val.sum()), "val_flows": int(len(np.unique(flow_id[val]))),
             "val_benign_flows": int(len(np.unique(flow_id[val][is_benign]))), "seed": seed, "hidden": hidden,
             "epochs": epochs, "recall_at_default_fpr": {}}
     info["default_fpr"] = DEFAULT_FPR if DEFAULT_FPR in info["calibrated_fprs"] else min(info["calibrated_fprs"])
@@ -253,8 +254,9 @@ def fit_early_scorer(X: np.ndarray, labels: np.ndarray, flow_id: np.ndarray, *, 
     return scorer
 
 
-def load_scorer(path: str | Path | None = None) -> EarlyFlowScorer:
-    """The detector model in folder ``path``; None → the default model shipped in the package."""
+def load_scorer(path: str | Path | None = None):
+    """The detector model in folder ``path`` (an early-flow model or a reasoning bundle, which scores flows at
+    expiry: :mod:`packetclip.detect.bundle_scorer`); None → the default model shipped in the package."""
     folder = DEFAULT_MODEL if path is None else Path(path)
     if path is None and not (folder / "config.json").is_file():
         raise ModelBundleError("no default model is installed; train one with "
@@ -262,6 +264,7 @@ def load_scorer(path: str | Path | None = None) -> EarlyFlowScorer:
     if not folder.is_dir():
         raise ModelBundleError("no such model folder", path=str(folder))
     if (folder / "bundle.json").is_file():
-        raise ModelBundleError("this is a reasoning bundle (packetclip train); detect does not score with it yet: "
-                               "use a detector model (python -m packetclip.detect.train)", path=str(folder))
+        from packetclip.detect.bundle_scorer import BundleScorer
+
+        return BundleScorer.load(folder)
     return EarlyFlowScorer.load(folder)

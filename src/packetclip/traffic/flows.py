@@ -27,6 +27,11 @@ Timeouts (seconds, evaluated on packet timestamps, never on the wall clock)
     Comparisons are strict (``gap > timeout``). Expired flows are found inline when their next packet arrives
     and by periodic sweeps of the table (driven by packet time, amortised to O(1) per packet), so finished flows
     leave the hash table and memory stays bounded by the flows active within ``idle_timeout``.
+    ``max_open``       a hard cap on open flows (None: none). A spoofed flood opens a flow per packet, and each
+                       stays open for ``idle_timeout``; at the cap the 1/16 of open flows idle the longest end
+                       at once (end reason ``evicted``), so the table never grows past the cap whatever the
+                       traffic. A later packet of an evicted flow starts a new flow. A capped table is
+                       allocated whole when the meter is made (``max_open`` rows of 896 bytes).
 
 TCP closing (``tcp_close``)
     ``True`` / ``"cic"`` (default) the improved CICFlowMeter of Engelen et al. (WTMC 2021) and Liu et al.
@@ -131,8 +136,8 @@ CIC_FEATURE_COLUMNS: list[str] = [
 #: Our own columns, after the CIC ones.
 EXTRA_COLUMNS: list[str] = ["flow_id", "file_index", "first_ts_ns", "last_ts_ns", "end_reason", "ip_version"]
 
-END_REASONS: tuple[str, ...] = ("idle", "active", "fin", "rst", "flush")
-_IDLE, _ACTIVE, _FIN_END, _RST_END, _FLUSH = range(5)
+END_REASONS: tuple[str, ...] = ("idle", "active", "fin", "rst", "flush", "evicted")
+_IDLE, _ACTIVE, _FIN_END, _RST_END, _FLUSH, _EVICTED = range(6)
 
 _CLOSE_NONE, _CLOSE_CIC, _CLOSE_FIRST = 0, 1, 2
 # TCP connection state in "cic" mode.
@@ -254,6 +259,15 @@ def _sweep(ctl, params, idx, S, last_seen, free, DONE, now):
             _emit(ctl, S, last_seen, free, DONE, slot, _IDLE, True)
     ctl[C_SWEEP_POS] = 0
     return True
+
+
+@njit(cache=True)
+def _evict(ctl, idx, S, last_seen, free, DONE, slots):
+    """Finish the flows in ``slots`` now (end reason ``evicted``); the caller made room in the finished buffer."""
+    for j in range(slots.shape[0]):
+        slot = slots[j]
+        _index_remove(idx, S, slot)
+        _emit(ctl, S, last_seen, free, DONE, slot, _EVICTED, True)
 
 
 @njit(cache=True, inline="always")
@@ -643,7 +657,7 @@ class FlowMeter:
 
     def __init__(self, idle_timeout: float = 120.0, active_timeout: float = 1800.0, tcp_close: bool | str = True,
                  activity_timeout: float = 5.0, *, plugins: Sequence[FlowPlugin] = (), sweep_interval: float = 1.0,
-                 initial_capacity: int = 1024):
+                 initial_capacity: int = 1024, max_open: int | None = None):
         for name, value in (("idle_timeout", idle_timeout), ("active_timeout", active_timeout),
                             ("activity_timeout", activity_timeout), ("sweep_interval", sweep_interval)):
             if not (value > 0):
@@ -654,6 +668,11 @@ class FlowMeter:
         self.activity_timeout = float(activity_timeout)
         self.plugins = list(plugins)
         self.sweep_interval = float(sweep_interval)
+        if max_open is not None and max_open < 64:
+            raise PacketClipError(f"max_open must be at least 64 flows, not {max_open!r}")
+        # the table doubles: the cap is a power of two so that a full table is exactly the cap
+        self.max_open = None if max_open is None else 1 << int(np.ceil(np.log2(max_open)))
+        self.evicted = 0
         self._params = np.zeros(N_PARAMS, np.int64)
         self._params[P_IDLE_NS] = _seconds_to_ns(self.idle_timeout)
         self._params[P_ACTIVE_NS] = _seconds_to_ns(self.active_timeout)
@@ -664,7 +683,9 @@ class FlowMeter:
         self._ctl[C_SWEEP_AT] = np.iinfo(np.int64).min
         self._file_index: int | None = None
         self.packets_seen = 0
-        self._alloc_table(max(64, 1 << int(np.ceil(np.log2(max(initial_capacity, 64))))))
+        slots = max(64, 1 << int(np.ceil(np.log2(max(initial_capacity, 64)))))
+        # a capped table is allocated whole: no pause to double it mid-stream, and memory flat from the start
+        self._alloc_table(slots if self.max_open is None else self.max_open)
         self._alloc_finished(1024)
 
     # -- presets -------------------------------------------------------------------------------------------
@@ -776,13 +797,29 @@ class FlowMeter:
                 break
             # the kernel stopped for room: a full slot table, or a finished buffer too full to go on
             if self._ctl[C_LIVE] + 1 > self._S.shape[0]:
-                self._grow_table()
+                if self.max_open is not None and self._S.shape[0] >= self.max_open:
+                    self._evict_idlest(max(1, self.max_open // 16))
+                else:
+                    self._grow_table()
             else:
                 self._grow_finished(3)
         self.packets_seen += n
         for plugin in self.plugins:
             plugin.on_batch(batch, out_fid, out_dir)
         return out_fid, out_dir
+
+    def _evict_idlest(self, k: int) -> None:
+        """End the ``k`` open flows whose last packet is the oldest (the table is at ``max_open``)."""
+        high = int(self._ctl[C_HIGH])
+        seen = self._last_seen[:high]
+        live = np.flatnonzero(seen != _FREE)
+        k = min(k, live.size)
+        pick = live[np.argpartition(seen[live], k - 1)[:k]] if k < live.size else live
+        n = int(self._ctl[C_FIN_N])
+        if n + pick.size + 3 > self._ctl[C_FIN_CAP]:
+            self._grow_finished(pick.size + 3)
+        _evict(self._ctl, self._idx, self._S, self._last_seen, self._free, self._done, pick.astype(np.int64))
+        self.evicted += int(pick.size)
 
     def pop_finished(self) -> pd.DataFrame:
         """Flows finished since the last call (timeouts, TCP close, file change), in the order they ended.
@@ -804,6 +841,28 @@ class FlowMeter:
     def flush_table(self) -> pa.Table:
         """:meth:`flush` as an Arrow table."""
         return self._table(self._flush_columns())
+
+    def pop_finished_ids(self) -> np.ndarray:
+        """Only the flow ids of :meth:`pop_finished` (no flow table is built: for callers that keep their own
+        per-flow state, like ``detect``; needs a meter without plug-ins, whose columns would be lost)."""
+        if self.plugins:
+            raise PacketClipError("pop_finished_ids drops plug-in columns; use pop_finished_table")
+        n = int(self._ctl[C_FIN_N])
+        ids = self._done[:n, F_FLOW_ID].copy()
+        self._ctl[C_FIN_N] = 0
+        if self._done.shape[0] > 65536 and n < self._done.shape[0] // 8:
+            self._alloc_finished(65536)
+        return ids
+
+    def flush_ids(self) -> np.ndarray:
+        """Only the flow ids of :meth:`flush` (finished ones first, then the open ones by flow id)."""
+        if self.plugins:
+            raise PacketClipError("flush_ids drops plug-in columns; use flush_table")
+        done = self.pop_finished_ids()
+        live = self._live_slots()
+        ids = np.concatenate([done, self._S[live, F_FLOW_ID]])
+        self._reset_table()
+        return ids
 
     def _pop_columns(self) -> np.ndarray:
         n = int(self._ctl[C_FIN_N])
@@ -837,7 +896,7 @@ class FlowMeter:
 
     def _reset_table(self) -> None:
         self._ctl[C_LIVE] = 0
-        if self._S.shape[0] > 4096:
+        if self._S.shape[0] > 4096 and self.max_open is None:
             self._alloc_table(4096)              # give a big table back after a large capture
             return
         high = int(self._ctl[C_HIGH])
