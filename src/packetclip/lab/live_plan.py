@@ -438,8 +438,8 @@ def attack_steps(label: str, rng: random.Random, episode: int, cfg: LiveConfig,
 
 
 def _http_flood(rng: random.Random, episode: int, s: float, host_ip: str):
-    """Hulk/GoldenEye-like: siege, keep-alive, random URLs with random query strings (some POSTs);
-    LOIC-like: ab hammering one page, with or without keep-alive."""
+    """Hulk/GoldenEye-like: siege, random URLs with random query strings (some POSTs), new connections or
+    keep-alive; LOIC-like: ab hammering one page, with or without keep-alive."""
     t = SERVER_IP
     if rng.random() < 0.6:
         alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
@@ -453,16 +453,19 @@ def _http_flood(rng: random.Random, episode: int, s: float, host_ip: str):
                 lines.append(f"http://{t}/upload POST {word(3, 8)}={word(20, 200)}")
             else:
                 lines.append(f"http://{t}{rng.choice(_HTTP_PATHS)}?{word(3, 10)}={word(3, 10)}")
-        conns = rng.choice([8, 12, 16, 25])
+        conns = rng.choice([4, 8, 12, 16])
         secs = rng.randint(5, 9)
-        rc = ("connection = keep-alive\nparser = false\nlogging = false\nshow-logfile = false\n"
+        delay = rng.choice([0.02, 0.05, 0.1])         # per-user pause bound: a flood, but a bounded one
+        connection = rng.choice(["keep-alive", "close"])   # GoldenEye keeps connections; Hulk opens new ones
+        rc = (f"connection = {connection}\nparser = false\nlogging = false\nshow-logfile = false\n"
               f"timeout = 5\nuser-agent = {rng.choice(_BROWSER_AGENTS)}\n")
         files = {f"urls-{episode}.txt": "\n".join(lines) + "\n", f"siegerc-{episode}": rc}
         bound = secs + 12
-        argv = bounded(bound, "siege", "-R", f"{{work}}/siegerc-{episode}", "-q", "-b", "-i", "-c", conns,
+        argv = bounded(bound, "siege", "-R", f"{{work}}/siegerc-{episode}", "-q", "-i", "-d", delay, "-c", conns,
                        "-t", f"{secs}S", "-f", f"{{work}}/urls-{episode}.txt")
-        return "siege-hulk", [Step(argv, bound, files=files)], {"users": conns, "seconds": secs, "urls": len(lines)}
-    n = _scaled(rng, 2000, 6000, s)
+        return "siege-hulk", [Step(argv, bound, files=files)], {"users": conns, "seconds": secs, "urls": len(lines),
+                                                                "delay_s": delay, "connection": connection}
+    n = _scaled(rng, 1000, 3000, s)
     conns = rng.choice([10, 20, 40])
     keep = rng.random() < 0.5
     path = rng.choice(_HTTP_PATHS)

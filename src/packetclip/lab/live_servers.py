@@ -141,7 +141,7 @@ http {{
     server_name lab-gw.{LAB_DOMAIN};
     root {www};
     location /admin/ {{ auth_basic "lab-gw admin"; auth_basic_user_file {work}/htpasswd; }}
-    location = /upload {{ client_max_body_size 8m; return 204; }}
+    location = /upload {{ client_max_body_size 8m; default_type application/json; return 200 '{{"stored":true}}\\n'; }}
     location = /login {{
       if ($request_method != POST) {{ rewrite ^ /login.html last; }}
       proxy_set_header X-Login-Ok $login_ok;
