@@ -372,11 +372,15 @@ def ingest(
                                 help="Stop at the first unreadable capture instead of reporting it."),
     overwrite: bool = typer.Option(False, "--overwrite/--no-overwrite", help="Replace a workspace already in OUT."),
     quiet: bool = typer.Option(False, "--quiet/--no-quiet", "-q", help="No progress bar."),
+    ray: Optional[str] = typer.Option(None, "--ray", flag_value="local", is_flag=False, metavar="[ADDRESS]",
+                                      help="Over Ray: one task per capture (and per chunk of a large one); no "
+                                      "address starts a local Ray, 'auto' joins this machine's cluster."),
 ) -> None:
     """Turn captures into a workspace: flows.parquet (CICFlowMeter columns) and packets.parquet (masked views).
 
     \b
     Example: packetclip ingest traffic/*.pcap --out ws/
+    Example: packetclip ingest /data/captures --out ws/ --ray auto
     """
     from packetclip.traffic import ingest as ingest_module
     from packetclip.traffic.ingest import IngestSettings, ingest_captures
@@ -388,7 +392,15 @@ def ingest(
     if view_packets is not None and hasattr(settings, "view_packets"):
         settings.view_packets = view_packets or None
     kwargs = {"overwrite": overwrite} if _accepts(ingest_captures, "overwrite") else {}
-    workspace = ingest_captures(paths, out, settings=settings, strict=strict, progress=not quiet, **kwargs)
+    if ray is not None:
+        from packetclip.scale.cluster import ray_session
+        from packetclip.scale.ray_ingest import ingest_captures_ray
+
+        with ray_session(ray):
+            workspace = ingest_captures_ray(paths, out, settings=settings, strict=strict, progress=not quiet,
+                                            overwrite=overwrite)
+    else:
+        workspace = ingest_captures(paths, out, settings=settings, strict=strict, progress=not quiet, **kwargs)
     captures_read = workspace.manifest.get("captures", [])
     if captures_read and all(c.get("error") for c in captures_read):
         raise PacketClipError(f"none of the {len(captures_read)} capture(s) could be read; first: "
@@ -1211,12 +1223,16 @@ def detect_command(
     quiet: bool = typer.Option(False, "--quiet/--no-quiet", "-q", help="No live summary on the terminal."),
     threads: Optional[int] = typer.Option(1, "--threads", min=1, max=512, help="CPU threads for the model "
                                           "(default 1: detection is designed for one core)."),
+    ray: Optional[str] = typer.Option(None, "--ray", flag_value="local", is_flag=False, metavar="[ADDRESS]",
+                                      help="Over Ray, one task per capture, alerts merged in time order; no address "
+                                      "starts a local Ray, 'auto' joins this machine's cluster."),
 ) -> None:
     """Scan captures or a live interface and write Suricata-EVE alerts with explanations, as traffic arrives.
 
     \b
     Example: packetclip detect capture.pcap --alerts alerts.jsonl
     Example: sudo packetclip detect --interface eth0 --eve
+    Example: packetclip detect captures/*.pcap --alerts alerts.jsonl --ray auto
     """
     from threadpoolctl import threadpool_limits
 
@@ -1229,6 +1245,20 @@ def detect_command(
     if model is not None and (model / "bundle.json").is_file():
         use_threads(threads)            # torch only for a reasoning bundle; the default model is numpy
     live = not quiet and sys.stderr.isatty()
+    if ray is not None:
+        if interface or not captures:
+            raise typer.BadParameter("works on capture files, not --interface", param_hint="'--ray'")
+        from packetclip.scale.cluster import ray_session
+        from packetclip.scale.ray_work import detect_captures_ray
+
+        with ray_session(ray):
+            result = detect_captures_ray(_capture_files(captures), model=model, alerts=alerts, eve=eve, fpr=fpr,
+                                         interval_s=interval, batch_packets=batch_packets, progress=live,
+                                         warn=lambda line: typer.echo(f"packetclip: warning: {line}", err=True))
+        typer.echo(summary_line(result), err=eve)
+        if alerts is not None:
+            typer.echo(f"alerts: {alerts}", err=eve)
+        return
     with threadpool_limits(limits=threads):
         result = run_detect(captures or (), model=model, alerts=alerts, eve=eve, interface=interface,
                             duration_s=duration, fpr=fpr, interval_s=interval, batch_packets=batch_packets,
@@ -1277,8 +1307,86 @@ def serve_command(
     use_threads(1)
     console = build_console(model=model, workspace=workspace, replay=replay or (), interface=interface, speed=speed,
                             report=report, token=token, host=host, buffer=buffer, fpr=fpr)
+    if check:
+        typer.echo(f"console ready: {console.summary()} (not started: --check)")
+        return
     serve(console, host=host, port=port,
           announce=lambda url: typer.echo(f"packetclip console: {url} (Ctrl-C stops)", err=True))
+
+
+# --- reproduce: the paper's tables and figures (issue 11) --------------------------------------------------
+@app.command("reproduce")
+def reproduce_command(
+    workspace: Path = typer.Argument(..., help="A labelled, split workspace (lab synth + split)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Report folder to write (index.html, report.md, figures/)."),
+    quick: bool = typer.Option(False, "--quick/--no-quick", help="Minutes instead of an hour: short training runs "
+                               "and a seeded sample of test flows (the demo uses it)."),
+    alignment: Optional[Path] = typer.Option(None, "--alignment", help="Alignment folder for Table 1 (default: the "
+                                             "workspace's `align train` model, else a quick one trained here)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of every training run and sample."),
+    threads: Optional[int] = _threads_option(),
+) -> None:
+    """Reproduce the paper's Tables 1-2 and Figures 6-9 on a workspace: REPORT/index.html (self-contained) and
+    REPORT/report.md.
+
+    \b
+    Example: packetclip reproduce ws/lab --out report --quick
+    """
+    ws = _open_workspace(workspace, packets=True)
+    if not ws.has_splits():
+        raise PacketClipError("the workspace has no split; run `packetclip split` first", path=str(workspace))
+    if alignment is not None and not alignment.is_dir():
+        raise PacketClipError("no such --alignment folder", path=str(alignment))
+    use_threads(threads)
+    from packetclip.evaluate.reproduce import ReproduceSettings, reproduce
+
+    settings = ReproduceSettings.quick(seed) if quick else ReproduceSettings(seed=seed)
+    result = reproduce(workspace, out, quick=quick, alignment=alignment, settings=settings)
+    gnn = result["table2"]["MissionGNN (ours)"]["mauc"]
+    typer.echo(f"MissionGNN test mAUC {gnn:.4f}; report: {result['index_html']}")
+
+
+# --- embed: a workspace's flows into its embedding store, optionally over Ray (issue 14) ------------------
+@app.command("embed")
+def embed_command(
+    workspace: Path = typer.Argument(..., help="Workspace whose flows are embedded."),
+    encoder: Path = typer.Option(..., "--encoder", help="Saved traffic encoder folder (e.g. from `packetclip "
+                                 "encoder pretrain`)."),
+    ray: Optional[str] = typer.Option(None, "--ray", flag_value="local", is_flag=False, metavar="[ADDRESS]",
+                                      help="Over Ray: actors holding the model embed batches of flows; no address "
+                                      "starts a local Ray, 'auto' joins this machine's cluster."),
+    actors: Optional[int] = typer.Option(None, "--actors", min=1, max=100000, help="With --ray: model actors "
+                                         "(default: one per CPU of the cluster)."),
+    batch_flows: int = typer.Option(256, "--batch-flows", min=1, max=1_000_000, help="With --ray: flows per "
+                                    "actor call."),
+    quiet: bool = typer.Option(False, "--quiet/--no-quiet", "-q", help="No progress bar."),
+    threads: Optional[int] = _threads_option(),
+) -> None:
+    """Embed every flow of a workspace into its embedding store (reused by align, search and probes).
+
+    \b
+    Example: packetclip embed ws/lab --encoder models/lens-tiny
+    Example: packetclip embed ws/big --encoder models/lens-tiny --ray auto
+    """
+    _open_workspace(workspace)
+    if not encoder.is_dir():
+        raise PacketClipError("no such encoder folder", path=str(encoder))
+    if ray is not None:
+        from packetclip.scale.cluster import ray_session
+        from packetclip.scale.ray_work import embed_workspace_ray
+
+        with ray_session(ray):
+            emb, info = embed_workspace_ray(workspace, encoder, actors=actors, batch_flows=batch_flows,
+                                            progress=not quiet)
+    else:
+        use_threads(threads)
+        from packetclip.scale.ray_work import embed_workspace
+
+        emb, info = embed_workspace(workspace, encoder, progress=not quiet)
+    rate = info["flows"] / info["seconds"] if info["seconds"] > 0 else 0.0
+    typer.echo(f"{info['flows']:,} flows embedded ({emb.shape[1] if emb.ndim == 2 else 0} dims, encoder "
+               f"{info['fingerprint'][:12]}, {info['workers']} worker(s)) in {info['seconds']:.1f} s, {rate:,.0f} "
+               f"flows/s; stored in {workspace}")
 
 
 def main(argv: Optional[List[str]] = None) -> None:
