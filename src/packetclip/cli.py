@@ -1293,6 +1293,8 @@ def serve_command(
                                "for the table (older ones are dropped)."),
     fpr: Optional[float] = typer.Option(None, "--fpr", help="Target false-positive rate whose calibrated "
                                         "thresholds are used; default: the model's."),
+    check: bool = typer.Option(False, "--check/--no-check", help="Check the options, model, workspace and report, "
+                               "print what would be served, and exit without listening."),
 ) -> None:
     """Serve the analyst console: live alerts, their explanations, natural-language search, the model card.
 
@@ -1307,6 +1309,9 @@ def serve_command(
     use_threads(1)
     console = build_console(model=model, workspace=workspace, replay=replay or (), interface=interface, speed=speed,
                             report=report, token=token, host=host, buffer=buffer, fpr=fpr)
+    if check:
+        typer.echo(f"console ready: {console.summary()} (not started: --check)")
+        return
     serve(console, host=host, port=port,
           announce=lambda url: typer.echo(f"packetclip console: {url} (Ctrl-C stops)", err=True))
 
