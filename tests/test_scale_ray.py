@@ -206,3 +206,49 @@ def test_killed_worker_mid_ingest_loses_no_capture(cluster, plain, tmp_path):
     assert not ws.manifest["ray"]["failed_captures"]
     assert all(not c["error"] for c in ws.manifest["captures"])
     _assert_same_tables(plain_out, ws.root)
+
+
+def test_embed_and_detect_over_ray_equal_one_process(cluster, plain, tmp_path):
+    import json
+
+    import numpy as np
+
+    from packetclip.align import random_lens
+    from packetclip.detect.api import run_detect
+    from packetclip.encoders.base import load_encoder
+    from packetclip.scale.ray_work import detect_captures_ray, embed_workspace_ray
+    from packetclip.traffic.workspace import Workspace
+
+    paths, plain_out = plain
+    ws = Workspace.open(plain_out)
+    lens = random_lens(tmp_path / "lens", seed=0)
+    ids = ws.flow_ids()[:16]
+    one = load_encoder(lens).embed_flows(ws, ids, cache=False)
+    rows, info = embed_workspace_ray(ws.root, lens, flow_ids=ids, actors=2, batch_flows=8, progress=False,
+                                     cache=False)
+    assert info["workers"] == 2 and rows.shape == one.shape
+    np.testing.assert_allclose(rows, one, rtol=0, atol=1e-5)
+
+    captures = [NDPI / "synscan.pcap", NDPI / "srvloc.pcap", NDPI / "tcp_scan.pcapng"]   # captures that alert
+    expected = []
+    for c in captures:
+        run_detect([c], alerts=tmp_path / f"{c.stem}.jsonl")
+        expected += (tmp_path / f"{c.stem}.jsonl").read_text().splitlines()
+    merged = detect_captures_ray(captures, alerts=tmp_path / "merged.jsonl", progress=False)
+    lines = (tmp_path / "merged.jsonl").read_text().splitlines()
+    assert len(expected) > 0 and merged.lines == len(lines) == len(expected)
+    stamps = [json.loads(line)["timestamp"] for line in lines]
+    assert stamps == sorted(stamps)
+    assert sorted(lines) == sorted(expected)
+
+
+def test_cli_ingest_with_ray_address(cluster, plain, tmp_path):
+    paths, plain_out = plain
+    small = [p for p in paths if p.name in ("reddit.pcap", "teams.pcap")]
+    run = subprocess.run([sys.executable, "-m", "packetclip.cli", "ingest", *map(str, small), "--out",
+                          str(tmp_path / "ws"), "--ray", cluster["address"], "-q"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    expected = tmp_path / "plain"
+    ingest_captures(small, expected, progress=False)
+    _assert_same_tables(expected, tmp_path / "ws")

@@ -372,9 +372,9 @@ def ingest(
                                 help="Stop at the first unreadable capture instead of reporting it."),
     overwrite: bool = typer.Option(False, "--overwrite/--no-overwrite", help="Replace a workspace already in OUT."),
     quiet: bool = typer.Option(False, "--quiet/--no-quiet", "-q", help="No progress bar."),
-    ray: Optional[str] = typer.Option(None, "--ray", flag_value="local", is_flag=False, metavar="[ADDRESS]",
-                                      help="Over Ray: one task per capture (and per chunk of a large one); no "
-                                      "address starts a local Ray, 'auto' joins this machine's cluster."),
+    ray: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS",
+                                      help="Over Ray: one task per capture (and per chunk of a large one); 'local' "
+                                      "starts a Ray here, 'auto' joins this machine's cluster, or HOST:PORT."),
 ) -> None:
     """Turn captures into a workspace: flows.parquet (CICFlowMeter columns) and packets.parquet (masked views).
 
@@ -1223,9 +1223,9 @@ def detect_command(
     quiet: bool = typer.Option(False, "--quiet/--no-quiet", "-q", help="No live summary on the terminal."),
     threads: Optional[int] = typer.Option(1, "--threads", min=1, max=512, help="CPU threads for the model "
                                           "(default 1: detection is designed for one core)."),
-    ray: Optional[str] = typer.Option(None, "--ray", flag_value="local", is_flag=False, metavar="[ADDRESS]",
-                                      help="Over Ray, one task per capture, alerts merged in time order; no address "
-                                      "starts a local Ray, 'auto' joins this machine's cluster."),
+    ray: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS",
+                                      help="Over Ray, one task per capture, alerts merged in time order; 'local' "
+                                      "starts a Ray here, 'auto' joins this machine's cluster, or HOST:PORT."),
 ) -> None:
     """Scan captures or a live interface and write Suricata-EVE alerts with explanations, as traffic arrives.
 
@@ -1322,9 +1322,9 @@ def embed_command(
     workspace: Path = typer.Argument(..., help="Workspace whose flows are embedded."),
     encoder: Path = typer.Option(..., "--encoder", help="Saved traffic encoder folder (e.g. from `packetclip "
                                  "encoder pretrain`)."),
-    ray: Optional[str] = typer.Option(None, "--ray", flag_value="local", is_flag=False, metavar="[ADDRESS]",
-                                      help="Over Ray: actors holding the model embed batches of flows; no address "
-                                      "starts a local Ray, 'auto' joins this machine's cluster."),
+    ray: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS",
+                                      help="Over Ray: actors holding the model embed batches of flows; 'local' "
+                                      "starts a Ray here, 'auto' joins this machine's cluster, or HOST:PORT."),
     actors: Optional[int] = typer.Option(None, "--actors", min=1, max=100000, help="With --ray: model actors "
                                          "(default: one per CPU of the cluster)."),
     batch_flows: int = typer.Option(256, "--batch-flows", min=1, max=1_000_000, help="With --ray: flows per "

@@ -23,12 +23,15 @@ def require_ray():
 
 
 @contextlib.contextmanager
-def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> Iterator[object]:
+def ray_session(address: str | None = None, *, num_cpus: int | None = None,
+                start_attempts: int = 3) -> Iterator[object]:
     """Ray for the duration of a block.
 
     ``address`` None or ``"local"``: start a local Ray with ``num_cpus`` (default: every core) and stop it after;
     ``"auto"``: the cluster this machine belongs to (``ray start`` ran here); ``"HOST:PORT"``: that cluster. A
-    session already initialised by the caller (a test, a notebook) is reused and left running.
+    session already initialised by the caller (a test, a notebook) is reused and left running. Ray gives a
+    node 30 s to register; on an overloaded machine that can run out, so starting is tried ``start_attempts``
+    times.
     """
     ray = require_ray()
     if ray.is_initialized():
@@ -39,10 +42,16 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
         kwargs.update(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False)
     else:
         kwargs["address"] = address
-    try:
-        ray.init(**kwargs)
-    except (ConnectionError, RuntimeError, ValueError) as err:
-        raise RayError(f"cannot connect to Ray at {address!r}: {' '.join(str(err).split())[:300]}") from None
+    for attempt in range(start_attempts):
+        try:
+            ray.init(**kwargs)
+            break
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            raise RayError(f"cannot connect to Ray at {address!r}: {' '.join(str(err).split())[:300]}") from None
+        except Exception as err:  # noqa: BLE001 (Ray raises a bare Exception when a node misses its start deadline)
+            ray.shutdown()
+            if attempt + 1 == start_attempts or "timed out during startup" not in str(err):
+                raise RayError(f"Ray did not start: {' '.join(str(err).split())[:300]}") from None
     try:
         yield ray
     finally:

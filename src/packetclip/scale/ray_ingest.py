@@ -383,12 +383,13 @@ def ingest_captures_ray(
         try:
             base = 0
             pending = list(refs)
-            size_of = dict(zip(refs, sizes))
+            size_of = {r.hex(): size for r, size in zip(refs, sizes)}    # hex keys: they do not pin results
             finished = 0
-            for index, ref in enumerate(refs):
+            for index in range(len(refs)):
+                ref, refs[index] = refs[index], None    # written results are released from the object store
                 while ref in pending:   # progress over every finished task, written in capture order
                     done, pending = ray.wait(pending, num_returns=1, timeout=0.5)
-                    finished += sum(size_of[r] for r in done)
+                    finished += sum(size_of[r.hex()] for r in done)
                     bar.set(finished)
                 try:
                     result: CaptureResult = ray.get(ref)

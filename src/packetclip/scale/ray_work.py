@@ -60,9 +60,11 @@ def embed_workspace(workspace: str | Path, encoder_path: str | Path, *, flow_ids
 
 
 def embed_workspace_ray(workspace: str | Path, encoder_path: str | Path, *, flow_ids: Sequence[int] | None = None,
-                        actors: int | None = None, batch_flows: int = 256, progress: bool = True) -> tuple[np.ndarray, dict]:
+                        actors: int | None = None, batch_flows: int = 256, progress: bool = True,
+                        cache: bool = True) -> tuple[np.ndarray, dict]:
     """:func:`embed_workspace` with ``actors`` Ray actors (default: one per CPU of the cluster) embedding
-    batches of ``batch_flows`` flows; rows identical to a single-process embedding."""
+    batches of ``batch_flows`` flows; rows identical to a single-process embedding. ``cache=False`` computes
+    every flow and leaves the store alone (benchmarks)."""
     from packetclip.encoders.base import load_encoder
     from packetclip.traffic.workspace import Workspace
 
@@ -91,8 +93,13 @@ def embed_workspace_ray(workspace: str | Path, encoder_path: str | Path, *, flow
         info["computed"] = int(len(missing))
         return np.concatenate(out) if out else np.zeros((0, encoder.embed_dim), np.float32)
 
-    emb = ws.embeddings(encoder.fingerprint, ids, compute, **encoder.store_settings()) if len(ids) else \
-        np.zeros((0, encoder.embed_dim), np.float32)
+    if not len(ids):
+        emb = np.zeros((0, encoder.embed_dim), np.float32)
+    elif cache:
+        emb = ws.embeddings(encoder.fingerprint, ids, compute, **encoder.store_settings())
+    else:
+        uniq, inverse = np.unique(ids, return_inverse=True)
+        emb = compute(uniq)[inverse.reshape(-1)]
     info["seconds"] = time.perf_counter() - t0
     return emb, info
 
