@@ -139,3 +139,26 @@ def test_faithfulness_flags_claims_the_flow_does_not_support(lab):
     assert any(r == "benign_claim" for r, _, _ in harmless)
     assert not check("A network traffic of SYN Flood. Only a handshake request, never followed up, so the connection "
                      "stays half-open.", facts, "SYN Flood")
+
+
+def test_open_set_subset_drops_the_unseen_classes_and_reindexes_flows():
+    from packetclip.align.openset import seen_subset
+    from packetclip.align.train import PairData
+
+    data = PairData(traffic=np.arange(8, dtype=np.float32).reshape(4, 2), text=np.eye(6, dtype=np.float32),
+                    flow_row=np.array([0, 0, 1, 2, 3, 3]), groups=np.array([0, 0, 1, 2, 0, 0]),
+                    classes=["A", "B", "C"])
+    sub = seen_subset(data, ["A", "C"])
+    assert sub.classes == ["A", "C"]
+    assert sub.text.shape[0] == 5 and list(sub.groups) == [0, 0, 1, 0, 0]
+    np.testing.assert_array_equal(sub.traffic[sub.flow_row], data.traffic[[0, 0, 2, 3, 3]])
+
+
+def test_search_feedback_pulls_the_query_toward_flows_whose_descriptions_match():
+    index = SearchIndex(np.array([10, 11, 12]), np.eye(3, dtype=np.float32))
+    anchors = (np.array([11, 12]), np.array([[1.0, 0.0], [0.0, 1.0]], np.float32))
+    q = index.expand(np.array([1.0, 0.0, 0.0]), np.array([1.0, 0.0]), anchors, k=1)
+    assert np.isclose(np.linalg.norm(q), 1.0) and q[1] > 0.5 and q[2] == 0.0
+    ids, _ = index.query(q, top=2)
+    assert set(ids) == {10, 11}
+    np.testing.assert_allclose(index.expand(np.array([2.0, 0.0, 0.0]), np.array([1.0, 0.0]), None), [1, 0, 0])

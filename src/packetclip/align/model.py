@@ -120,10 +120,17 @@ class AlignModel(nn.Module):
             std = x.std(0, unbiased=False)
             self.traffic_std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
 
+    def standardise(self, x: torch.Tensor) -> torch.Tensor:
+        """Traffic embeddings scaled by the training set's mean and std (training does this once, not per step)."""
+        return (x - self.traffic_mean) / self.traffic_std
+
+    def project_standardised(self, z: torch.Tensor) -> torch.Tensor:
+        """L2-normalised shared-space vectors of already standardised traffic embeddings."""
+        return F.normalize(self.traffic_proj(z), dim=-1)
+
     def encode_traffic(self, x: torch.Tensor) -> torch.Tensor:
         """L2-normalised traffic embeddings in the shared space."""
-        z = (x - self.traffic_mean) / self.traffic_std
-        return F.normalize(self.traffic_proj(z), dim=-1)
+        return self.project_standardised(self.standardise(x))
 
     def encode_text(self, t: torch.Tensor) -> torch.Tensor:
         """L2-normalised text embeddings in the shared space."""

@@ -1,5 +1,13 @@
 """Natural-language search over the flows of a workspace: a sentence in, the most similar flows out.
 
+A query is not only matched through the text head: a sentence unlike any training description lands where
+the head happens to put it, and then one class's flows crowd the answer (a query about unreachable errors
+scored 0 for that reason). So the query is also matched, in the frozen text encoder's own space, against the
+workspace's descriptions (only their observation part, :func:`packetclip.language.faithfulness.checked_text`:
+no label, no concept clauses); the flows of the ``ANCHORS`` best-matching descriptions are pseudo-relevant,
+and the query vector becomes the normalised sum of its own shared-space vector and those flows' centroid
+(Rocchio-style feedback). Every flow is still ranked by its traffic vector, so undescribed flows are found.
+
 The index is every flow's shared-space vector (the alignment's traffic head over the frozen traffic
 embeddings), stored in the workspace's ``search`` folder as safetensors keyed by the alignment's fingerprint
 (a changed flow table makes it stale and it is rebuilt). A query is embedded by the text encoder and the text
@@ -23,6 +31,7 @@ from packetclip.errors import PacketClipError
 from packetclip.traffic.workspace import Workspace
 
 TUPLE_COLUMNS = ("Src IP", "Src Port", "Dst IP", "Dst Port", "Protocol")
+ANCHORS = 20   # descriptions whose flows feed back into a query (0: the text head alone)
 
 
 def model_fingerprint(model) -> str:
@@ -63,6 +72,59 @@ class SearchIndex:
         workspace.record_inputs(name)   # the flow and packet tables it was computed from
         return cls(ids, vectors)
 
+    def anchors(self, text_side, workspace: Workspace) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(flow_ids, text vectors)`` of the workspace's descriptions (observation part, frozen text encoder,
+        normalised), persisted beside the index; None when the workspace has no descriptions."""
+        from safetensors.numpy import load_file, save_file
+
+        if getattr(self, "_anchors", None) is not None:
+            return self._anchors
+        try:
+            desc = workspace.descriptions()
+        except PacketClipError:
+            return None
+        desc = desc.drop_duplicates("flow_id")   # one description per flow: a third of the text to embed
+        if desc.empty:
+            return None
+        tag = hashlib.sha256(str(text_side.fingerprint).encode()).hexdigest()[:16]
+        name = f"{workspace.path('search').name}/anchors-{tag}.safetensors"
+        path = workspace.root / name
+        if path.is_file() and not workspace.is_stale(name):
+            try:
+                data = load_file(str(path))
+                self._anchors = (data["flow_id"], data["vector"])
+                return self._anchors
+            except Exception:  # a damaged file is simply rebuilt
+                pass
+        from packetclip.language.faithfulness import checked_text
+
+        ids = desc["flow_id"].to_numpy(np.int64)
+        vectors = np.asarray(text_side.embed([checked_text(str(t)).strip() or str(t) for t in desc["text"]]),
+                             np.float32)
+        with workspace.atomic(name) as tmp:
+            save_file({"flow_id": ids, "vector": np.ascontiguousarray(vectors)}, str(tmp))
+        workspace.record_inputs(name, ["descriptions"])
+        self._anchors = (ids, vectors)
+        return self._anchors
+
+    def expand(self, query_vector: np.ndarray, text_vector: np.ndarray, anchors, k: int = ANCHORS) -> np.ndarray:
+        """The query's shared-space vector plus the centroid of the flows whose descriptions best match the
+        query in the text encoder's space, normalised (see the module docstring)."""
+        q = np.asarray(query_vector, np.float32).reshape(-1)
+        q = q / max(float(np.linalg.norm(q)), 1e-12)
+        if anchors is None or k < 1:
+            return q
+        ids, vectors = anchors
+        sims = vectors @ np.asarray(text_vector, np.float32).reshape(-1)
+        k = min(k, len(sims))
+        best = np.argpartition(-sims, k - 1)[:k]
+        rows = np.isin(self.flow_ids, ids[best])
+        if not rows.any():
+            return q
+        centroid = self.vectors[rows].mean(0)
+        out = q + centroid / max(float(np.linalg.norm(centroid)), 1e-12)
+        return (out / max(float(np.linalg.norm(out)), 1e-12)).astype(np.float32)
+
     def query(self, vector: np.ndarray, top: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """``(flow_ids, similarities)`` of the ``top`` nearest flows, best first."""
         if top < 1:
@@ -75,14 +137,18 @@ class SearchIndex:
 
 
 def search(model, traffic_side, text_side, workspace: Workspace, query: str, *, top: int = 20,
-           index: SearchIndex | None = None) -> pd.DataFrame:
+           index: SearchIndex | None = None, anchors: int = ANCHORS) -> pd.DataFrame:
     """The ``top`` flows nearest to ``query``: flow_id, 5-tuple, start time, class (if known), similarity,
-    and the flow's first description (if the workspace has descriptions)."""
+    and the flow's first description (if the workspace has descriptions). ``anchors``: how many matching
+    descriptions feed their flows back into the query (0: the text head alone)."""
     if not query or not query.strip():
         raise PacketClipError("the search query is empty")
     model.check_text_encoder(text_side.fingerprint)
     index = index or SearchIndex.build(model, traffic_side, workspace)
-    qvec = model.text_vectors(text_side.embed([query.strip()]))[0]
+    raw = text_side.embed([query.strip()])
+    qvec = model.text_vectors(raw)[0]
+    if anchors:
+        qvec = index.expand(qvec, raw[0], index.anchors(text_side, workspace), anchors)
     ids, sims = index.query(qvec, top)
     flows = workspace.labelled_flows(columns=["flow_id", *TUPLE_COLUMNS, "first_ts_ns"])
     flows = flows.drop_duplicates("flow_id").set_index("flow_id")

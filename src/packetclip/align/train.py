@@ -86,20 +86,31 @@ def batches(data: PairData, settings: TrainSettings) -> np.ndarray:
     return rng.choice(n, size=(settings.steps, min(settings.batch_size, n)), replace=True, p=p)
 
 
+def adam(params: list, settings: TrainSettings) -> torch.optim.Optimizer:
+    """The paper's Adam; the fused kernel (one pass over all parameters per step) where this torch has it."""
+    kwargs = {"lr": settings.lr, "betas": tuple(settings.betas), "eps": settings.eps}
+    try:
+        return torch.optim.Adam(params, fused=True, **kwargs)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(params, **kwargs)
+
+
 def train(model: AlignModel, data: PairData, settings: TrainSettings | None = None, *,
           on_eval: Callable[[int, AlignModel], dict] | None = None,
           on_log: Callable[[dict], None] | None = None) -> list[dict]:
     """Train ``model``'s heads and temperature in place; returns the log (step, both losses, scale, seconds,
     and whatever ``on_eval`` returned at its steps; ``on_eval`` also runs at step 0)."""
     s = settings or TrainSettings()
-    traffic = torch.from_numpy(np.ascontiguousarray(data.traffic, np.float32))
+    # Everything that does not change during training is computed once here, not per step: the standardised
+    # traffic matrix, each step's traffic rows and groups (one gather over all steps).
+    with torch.no_grad():
+        traffic = model.standardise(torch.from_numpy(np.ascontiguousarray(data.traffic, np.float32))).contiguous()
     text = torch.from_numpy(np.ascontiguousarray(data.text, np.float32))
-    flow_row = torch.from_numpy(data.flow_row)
-    groups = torch.from_numpy(data.groups)
     order = torch.from_numpy(batches(data, s))
+    step_rows = torch.from_numpy(data.flow_row)[order]
+    step_groups = torch.from_numpy(data.groups)[order]
     loss_fn = ContrastiveLoss(multi_positive=s.multi_positive)
-    params = model.trainable_parameters()
-    opt = torch.optim.Adam(params, lr=s.lr, betas=tuple(s.betas), eps=s.eps)
+    opt = adam(model.trainable_parameters(), s)
     history: list[dict] = []
     t0 = time.perf_counter()
     if on_eval is not None and s.eval_every:
@@ -107,10 +118,10 @@ def train(model: AlignModel, data: PairData, settings: TrainSettings | None = No
     model.train()
     try:
         for step in range(1, s.steps + 1):
-            idx = order[step - 1]
-            x = model.encode_traffic(traffic[flow_row[idx]])
+            idx, group = order[step - 1], step_groups[step - 1]
+            x = model.project_standardised(traffic[step_rows[step - 1]])
             t = model.encode_text(text[idx])
-            loss = loss_fn(x, t, model.logit_scale, groups[idx])
+            loss = loss_fn(x, t, model.logit_scale, group)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -119,7 +130,7 @@ def train(model: AlignModel, data: PairData, settings: TrainSettings | None = No
                 with torch.no_grad():
                     record = {"step": step, "loss": float(loss),
                               "loss_clip": float(clip_loss(x, t, model.logit_scale)),
-                              "loss_multi_positive": float(multi_positive_loss(x, t, model.logit_scale, groups[idx])),
+                              "loss_multi_positive": float(multi_positive_loss(x, t, model.logit_scale, group)),
                               "logit_scale": float(model.logit_scale.exp()),
                               "seconds": time.perf_counter() - t0}
                 history.append(record)
