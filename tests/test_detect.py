@@ -184,7 +184,8 @@ def test_cli_detect_writes_eve_and_fails_in_one_line(labs, tmp_path):
     for args in (["detect", str(tmp_path / "nope.pcap"), "--model", str(labs / "model")],
                  ["detect", "--interface", "nonexistent0", "--model", str(labs / "model")],
                  ["detect", str(labs / "test" / "capture.pcap"), "--model", str(tmp_path)],
-                 ["detect", str(labs / "test" / "capture.pcap"), "--model", str(labs / "model"), "--fpr", "0.5"]):
+                 ["detect", str(labs / "test" / "capture.pcap"), "--model", str(labs / "model"), "--fpr", "0.5"],
+                 ["train", "--recipe", "default", "--background", str(tmp_path / "nope"), "--out", str(tmp_path)]):
         code, err = cli_in_process(*args)
         lines = [x for x in err.splitlines() if x.strip()]
         assert code == 2 and len(lines) == 1 and "Traceback" not in err, (args, err)
