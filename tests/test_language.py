@@ -61,7 +61,8 @@ def flows_table() -> pd.DataFrame:
         _flow(4, "OS Scan", **{"Dst Port": 1, "Total Fwd Packet": 1, "Total Bwd packets": 0,
                                "Total Length of Fwd Packet": 0, "Total Length of Bwd Packet": 0, "SYN Flag Count": 1,
                                "FIN Flag Count": 0, "ACK Flag Count": 0, "PSH Flag Count": 0, "Flow Duration": 0,
-                               "Flow Packets/s": -1.0, "Flow Bytes/s": -1.0, "FWD Init Win Bytes": 1024}),
+                               # nmap's OS-detection T5 probe window (1,024 is its plain SYN scan's: no OS reading)
+                               "Flow Packets/s": -1.0, "Flow Bytes/s": -1.0, "FWD Init Win Bytes": 31337}),
         _flow(5, "ICMP Flood", **{"Protocol": 1, "Dst Port": 0, "Src Port": 0, "Total Fwd Packet": 1,
                                   "Total Bwd packets": 1, "Total Length of Fwd Packet": 1400,
                                   "Total Length of Bwd Packet": 1400, "SYN Flag Count": 0, "FIN Flag Count": 0,

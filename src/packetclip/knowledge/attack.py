@@ -360,6 +360,12 @@ class LayeredBuilder:
             self.links.append((parent, word))
         return "new"
 
+    def withdraw(self, word: str) -> None:
+        """Take a drafted word (and its links) back out of the level being drafted."""
+        self._draft = [(w, p) for w, p in self._draft if w != word]
+        self._draft_keys = {k: w for k, w in self._draft_keys.items() if w != word}
+        self.links = [(p, c) for p, c in self.links if c != word]
+
     def close_level(self) -> bool:
         """Commit the drafted level; ``False`` (and nothing committed) when it is empty."""
         draft, self._draft, self._draft_keys = self._draft, [], {}
@@ -424,6 +430,7 @@ class AttackSource(KnowledgeSource):
             if taken == n_key:
                 break
             taken += builder.offer(None, cand.word, cand.provenance) == "new"
+        self._cover_classes(builder, vocab, spec.key, n_key)
         builder.close_level()
 
         for _ in range(n_levels):
@@ -445,6 +452,40 @@ class AttackSource(KnowledgeSource):
             "label": spec.label,
         }
         return builder.graph(source=self.name, meta=meta).validate()
+
+
+    @staticmethod
+    def _cover_classes(builder: "LayeredBuilder", vocab: MissionVocabulary, mission_key: str, n_key: int) -> None:
+        """Give every fine class of the mission (``missions.CLASS_KNOWLEDGE``) a key concept drawn from one of its
+        own techniques: its first cue word the mission's texts ground in those techniques, else the best-ranked
+        such word. It takes the place of the lowest-scoring key concept that no other class needs, so the graph
+        keeps ``n_key`` key concepts; a class already served by a key concept of its techniques changes nothing."""
+        from packetclip.knowledge.missions import classes_of
+
+        classes = list(classes_of(mission_key).values())
+
+        def served(drafted: list[tuple[str, str]]) -> int:
+            return sum(any(p in k.techniques for _, p in drafted) for k in classes)
+
+        for knowledge in classes:
+            wanted = set(knowledge.techniques)
+            if any(prov in wanted for _, prov in builder._draft):
+                continue
+            cues = [Candidate(w, vocab.scores[w], vocab.provenance[w]) for w in knowledge.cues
+                    if w in vocab.scores and vocab.provenance[w] in wanted]
+            ranked = [c for c in vocab.ranked() if c.provenance in wanted]
+            cand = next((c for c in cues + ranked if builder.admissible(c.word)
+                         and textmod.variant_key(c.word) not in builder._draft_keys), None)
+            if cand is None:
+                continue
+            if len(builder._draft) >= n_key:
+                before = served(builder._draft)
+                spare = [w for w, _ in builder._draft if served([d for d in builder._draft if d[0] != w]) == before]
+                victim = min(spare, key=lambda w: (vocab.scores.get(w, 0.0), w), default=None)
+                if victim is None:
+                    continue
+                builder.withdraw(victim)
+            builder.offer(None, cand.word, cand.provenance)
 
 
 def _check_sizes(n_key: int, n_levels: int, per_node: int) -> None:

@@ -15,6 +15,13 @@ Choices (the lab's 10 fine classes are what the graphs must describe):
   .002 Password Cracking, .003 Password Spraying, .004 Credential Stuffing. Related: T1021.004 SSH
   (the service most dictionary attacks in the lab hit) and T1078 Valid Accounts (what a success yields).
 
+* The lab's classes beyond the paper's ten (HTTP floods, reflection/amplification, ACK/RST floods, slow
+  POST/read; UDP scans, ping sweeps, service/version probing; HTTP login and MQTT/Telnet credential guessing)
+  fall under the same techniques; IoT credential guessing adds T1078.001 Default Accounts (related), since
+  it tries the factory logins of devices. ``CLASS_KNOWLEDGE`` names each class's techniques and the concept
+  words that say most about it; every class gets a key concept from its own techniques (see
+  ``AttackSource.build``), so its flows' descriptions name a concept of what they are.
+
 Core techniques drive the key concepts (level 0); related ones only widen the associated words of
 later levels and weigh half as much.
 """
@@ -64,10 +71,49 @@ MISSIONS: dict[str, MissionSpec] = {
         label="Brute Force",
         phrase="brute-force (password guessing)",
         core=("T1110", "T1110.001", "T1110.002", "T1110.003", "T1110.004"),
-        related=("T1021.004", "T1078"),
+        related=("T1021.004", "T1078", "T1078.001"),
         label_words=("brute", "force", "forcing"),
     ),
 }
+
+
+@dataclass(frozen=True)
+class ClassKnowledge:
+    """What the mission graph knows of one fine class: its mission key, its ATT&CK techniques (most specific
+    first) and cue words, the concepts that say most about it when the mission's vocabulary has them."""
+
+    mission: str
+    techniques: tuple[str, ...]
+    cues: tuple[str, ...] = ()
+
+
+# Every lab class (the paper's ten and the lab's extended ones, packetclip.traffic.labels.ALL_CLASSES) but Benign.
+CLASS_KNOWLEDGE: dict[str, ClassKnowledge] = {
+    "ICMP Flood": ClassKnowledge("dos", ("T1498.001", "T1498"), ("volume", "bandwidth")),
+    "SYN Flood": ClassKnowledge("dos", ("T1499.001", "T1498.001"), ("exhaustion", "syn", "state")),
+    "UDP Flood": ClassKnowledge("dos", ("T1498.001", "T1498"), ("volume", "bandwidth")),
+    "DNS Flood": ClassKnowledge("dos", ("T1499.002", "T1498.001"), ("request", "dns")),
+    "Slowloris": ClassKnowledge("dos", ("T1499.002", "T1499"), ("exhaustion", "request")),
+    "HTTP Flood": ClassKnowledge("dos", ("T1499.002", "T1499.003"), ("request", "intensive")),
+    "Reflection Amplification": ClassKnowledge("dos", ("T1498.002",), ("reflection", "amplification")),
+    "ACK Flood": ClassKnowledge("dos", ("T1498.001", "T1499.001"), ("flood", "exhaustion", "ack")),
+    "Slow HTTP": ClassKnowledge("dos", ("T1499.002", "T1499"), ("request", "exhaustion")),
+    "OS Scan": ClassKnowledge("reconnaissance", ("T1592", "T1592.002", "T1595"), ("host", "software")),
+    "Vulnerability Scan": ClassKnowledge("reconnaissance", ("T1595.002", "T1595.003"), ("wordlist", "vulnerability")),
+    "Port Scan": ClassKnowledge("reconnaissance", ("T1046", "T1595.001"), ("discovery", "port")),
+    "UDP Scan": ClassKnowledge("reconnaissance", ("T1046", "T1595.001"), ("discovery", "port")),
+    "Ping Sweep": ClassKnowledge("reconnaissance", ("T1595.001", "T1018"), ("block", "ip", "remote")),
+    "Service Scan": ClassKnowledge("reconnaissance", ("T1046", "T1592.002"), ("discovery", "service", "software")),
+    "Dictionary Attack": ClassKnowledge("brute-force", ("T1110.001", "T1021.004"), ("guessing", "password")),
+    "HTTP Brute Force": ClassKnowledge("brute-force", ("T1110.001", "T1110.003"), ("guessing", "password")),
+    "IoT Brute Force": ClassKnowledge("brute-force", ("T1110.001", "T1078.001"), ("guessing", "default", "telnet")),
+}
+
+
+def classes_of(mission: str) -> dict[str, ClassKnowledge]:
+    """The fine classes of a mission (key, label or alias) with what its graph knows of them."""
+    key = mission_spec(mission).key
+    return {name: k for name, k in CLASS_KNOWLEDGE.items() if k.mission == key}
 
 
 # Short spellings people type on a command line (after lower-casing and joining words with "-").

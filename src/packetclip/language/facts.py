@@ -35,6 +35,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "ece": ("ECE Flag Count",),
     "cwr": ("CWR Flag Count",),
     "win": ("FWD Init Win Bytes", "Init Fwd Win Bytes", "Init_Win_bytes_forward"),
+    "fwd_max": ("Fwd Packet Length Max", "Max Fwd Packet Length"),
     "dport": ("Dst Port", "Destination Port"),
     "sport": ("Src Port", "Source Port"),
     "proto": ("Protocol",),
@@ -198,6 +199,7 @@ class FlowFacts:
     encrypted: bool | None = None
     service: tuple[str, str] | None = field(default=None)
     context: dict[str, float] | None = field(default=None)
+    fwd_max: float = -1.0   # largest client payload; -1 when the table does not say
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any], cols: Mapping[str, str]) -> "FlowFacts":
@@ -222,6 +224,7 @@ class FlowFacts:
             app=_text(row, cols, "app"),
             category=_text(row, cols, "category"),
             encrypted=None if encrypted is None else encrypted.lower() in ("true", "1", "yes", "encrypted"),
+            fwd_max=_float(row, cols, "fwd_max", -1.0),
         )
         facts.service = facts._lookup_service()
         if "ctx_src_flows" in cols and _float(row, cols, "ctx_src_flows", -1.0) >= 1:
@@ -269,6 +272,39 @@ class FlowFacts:
         return T.SERVICES.get(self.server_port)
 
     @property
+    def answers_only(self) -> bool:
+        """A UDP flow whose sender is the service side (its source port is the service, not its destination):
+        the flow holds a server's answers and no request from the host that receives them."""
+        return (self.is_udp and self.sport > 0 and self.server_port == self.sport != self.dport
+                and self.fwd_pkts > 0 and self.fwd_bytes > 0)
+
+    @property
+    def stray_flags(self) -> str | None:
+        """For a lone header-only TCP segment without SYN (nothing back): its ACK/RST flags ("RST", "ACK",
+        "RST and ACK"), else None."""
+        f = self.flags
+        if not (self.is_tcp and not f["syn"] and self.fwd_bytes == 0 and self.fwd_pkts <= 2 and not self.bwd_pkts):
+            return None
+        names = [k.upper() for k in ("rst", "ack") if f[k]]
+        return " and ".join(names) if names else None
+
+    def _ctx(self, key: str) -> float:
+        return float((self.context or {}).get(key, 0.0) or 0.0)
+
+    @property
+    def host_sweep(self) -> bool:
+        """Host context of host discovery: the source reaches 10+ hosts in the window, at most 3 ports of this
+        one, and this flow is a bare probe (a header-only TCP packet or two, or a ping and its retries)."""
+        probe = ((self.is_tcp and self.fwd_bytes == 0 and self.fwd_pkts <= 2)
+                 or (self.is_icmp and self.icmp_type == 8 and self.fwd_pkts <= 4))
+        return probe and self._ctx("src_hosts") >= 10 and 0 < self._ctx("pair_ports") <= 3
+
+    @property
+    def full_header_possible(self) -> bool:
+        """Whether a client segment was large enough to hold a whole request header (unknown: True)."""
+        return self.fwd_max < 0 or self.fwd_max >= T.FULL_HEADER_MIN
+
+    @property
     def svc(self) -> str | None:
         return self.service[0] if self.service else None
 
@@ -314,6 +350,8 @@ class FlowFacts:
             "ack": _num(f["ack"]),
             "odd": ", ".join(odd),
             "win": fmt_size(self.win),
+            "answers": fmt_count(self.fwd_pkts, "answer"),
+            "flagword": self.stray_flags or "",
             "ratio": _num(round_sig(ratio, 2)),
             "units": self.units(),
             "app": self.app or "",
@@ -337,6 +375,7 @@ class FlowFacts:
             "src_addrs": fmt_count(c.get("src_hosts", 0.0), "address", "addresses"),
             "pair_flows": _num(c.get("pair_flows", 0.0)),
             "pair_ports": _num(c.get("pair_ports", 0.0)),
+            "pair_ports_n": fmt_count(c.get("pair_ports", 0.0), "port"),
             "pair_pps": fmt_rate(c.get("pair_pps", 0.0), "packets/s"),
             "dst_flows": _num(c.get("dst_flows", 0.0)),
             "dst_srcs": _num(c.get("dst_srcs", 0.0)),
@@ -356,13 +395,17 @@ class FlowFacts:
         meanings = {m for m, _ in self.interpretation()}
         if self.is_icmp and self.icmp_type == 3 and g("src_hosts") >= 50:
             return "backscatter"
+        if self.answers_only and self.svc in T.REFLECTOR_SERVICES and g("dst_srcs") >= 10:
+            return "reflected_swarm"
         if g("dst_srcs") >= 50 and g("dst_flows") >= 100 and g("pair_flows") <= 3:
-            if self.svc in ("DNS", "mDNS") and self.fwd_bytes > 0:   # a bare SYN to port 53 is no query
+            if self.svc in ("DNS", "mDNS") and self.fwd_bytes > 0 and not self.answers_only:  # a bare SYN is no query
                 return "swarm_dns"
             if self.is_icmp and self.icmp_type == 8:
                 return "swarm_echo"
             if self.is_tcp and self.fwd_bytes == 0 and self.flags["syn"]:
                 return "swarm_syn"
+            if self.stray_flags:
+                return "swarm_stray"
             if self.is_udp:
                 return "swarm_udp"
             return "swarm"
@@ -370,6 +413,10 @@ class FlowFacts:
             if meanings & {"fingerprint_probe", "odd_flag_probe"}:
                 return "sweep_fingerprint"
             return "sweep"
+        if self.host_sweep:
+            return "host_sweep"
+        if self.stray_flags and g("pair_flows") >= 20:
+            return "repeat_stray"
         # Sentences about requests, headers and passwords need payload from the client (a SYN flood to a web
         # server sends none); see packetclip.language.faithfulness.
         if self.svc in T.LOGIN_SERVICES and g("pair_flows") >= 3 and self.is_tcp and self.fwd_bytes > 0:
@@ -377,10 +424,11 @@ class FlowFacts:
         if self.syn_only and g("pair_flows") >= 20:
             return "repeat_syn"
         if (self.is_tcp and self.svc in T.WEB_SERVICES and g("pair_flows") >= 20 and self.duration_us >= 5e6
-                and self.fwd_bytes > 0 and _is_slow(self)):
-            return "hold_many"
-        if self.svc in T.WEB_SERVICES and g("pair_flows") >= 20 and self.fwd_bytes > 0:
-            return "repeat_web"
+                and self.fwd_bytes > 0 and self.bwd_bytes == 0 and _is_slow(self)):
+            return "hold_many_request" if self.full_header_possible else "hold_many"
+        if self.svc in T.WEB_SERVICES and g("pair_flows") >= 20 and self.fwd_bytes > 0 and self.bwd_bytes > 0:
+            # Error-page-sized answers are checks of pages; larger ones are pages built and sent back.
+            return "repeat_web" if self.bwd_bytes <= T.ERROR_PAGE_MAX else "repeat_web_page"
         if g("pair_flows") >= 20:
             return "repeat_pair"
         if (g("src_flows") <= 20 and g("pair_flows") <= 5 and g("dst_srcs") < 50
@@ -397,6 +445,8 @@ class FlowFacts:
             suffix = "tcp" if self.is_tcp else "udp"
             if self.server_port == 0:
                 return "port_zero"
+            if self.answers_only and self.service:
+                return "from_udp"
             return f"known_{suffix}" if self.service else f"unknown_{suffix}"
         return "other_proto"
 
@@ -425,6 +475,13 @@ class FlowFacts:
             out.append(("big_ping", 1.0) if self.fwd_mean_payload >= 200 else ("ping", 1.0))
             if self.fwd_mean_payload >= 200:
                 out.append(("ping", 1.0))
+        if self.answers_only:
+            # A service's answers with no request in the flow: reflected traffic, never a query or a probe.
+            if svc in T.REFLECTOR_SERVICES and self.fwd_mean_payload >= 400 and self._ctx("dst_srcs") >= 10:
+                # Large answers from many servers at once: amplified replies (one server alone says less).
+                out.append(("big_reflected_answer", 2.0))
+            out.append(("reflected_answer", 1.0))
+            return out
         # A DNS message has a 12-byte header; an emptier datagram to port 53 is no query.
         dns = self.is_udp and svc == "DNS" and self.fwd_pkts <= 2 and self.fwd_mean_payload >= 12
         if dns:
@@ -433,20 +490,34 @@ class FlowFacts:
             out.append(("blind_datagram", 1.0) if self.fwd_bytes else ("empty_datagram", 1.0))
         if not self.is_tcp:
             return out
+        if self.stray_flags:
+            out.append(("stray_segment", 2.0))
+        if self.host_sweep:
+            out.append(("host_probe", 3.0))   # the context says what the probe is for; outweighs window readings
         if (self.duration_us >= 5e6 and self.iat_us >= 1e6 and self.fwd_pkts >= 3
-                and 0 < self.fwd_mean_payload <= 120):
+                and 0 < self.fwd_mean_payload <= 120 and svc in T.WEB_SERVICES and self.bwd_bytes == 0):
+            # A web request that trickles in and is never answered: the server is still waiting for its end.
             out.append(("slow_hold", 1.0))
         elif svc in T.LOGIN_SERVICES and f["psh"] >= 2 and self.fwd_pkts >= 3 and self.bwd_pkts >= 3 \
                 and self.duration_us < 60e6:
             out.append(("login_session", 1.0))
-        elif svc in T.WEB_SERVICES and 0 < self.bwd_bytes <= 5000 and self.fwd_pkts <= 12 and self.duration_us < 10e6 \
-                and self.fwd_bytes > 0:
+        elif (svc in T.WEB_SERVICES and self.duration_us >= 2e6 and self.bwd_pkts >= 4 and self.bwd_bytes > 0
+              and self.bwd_bytes / self.bwd_pkts <= 200 and 0 < self.fwd_bytes <= self.fwd_max):
+            out.append(("slow_answer", 1.5))
+        elif svc in T.WEB_SERVICES and 0 < self.bwd_bytes <= T.ERROR_PAGE_MAX and self.fwd_pkts <= 12 \
+                and self.duration_us < 10e6 and self.fwd_bytes > 0:
             out.append(("web_request", 1.0))
+        elif svc in T.WEB_SERVICES and self.bwd_bytes > T.ERROR_PAGE_MAX and self.duration_us < 10e6 \
+                and self.fwd_bytes > 0:
+            out.append(("web_page", 1.0))
+        elif (svc not in T.WEB_SERVICES and svc not in T.LOGIN_SERVICES and f["syn"] and self.bwd_bytes > 0
+              and self.fwd_pkts <= 8 and self.duration_us < 10e6):
+            out.append(("banner_read", 1.0))
         if f["urg"] + f["ece"] + f["cwr"] > 0 and self.fwd_pkts <= 3:
             out.append(("odd_flag_probe", 1.0))
-        if self.syn_only and self.win in T.PROBE_WINDOWS:
+        if self.syn_only and self.win in T.OS_PROBE_WINDOWS:
             out.append(("fingerprint_probe", 2.0))   # specific: outweighs the generic half-open reading
-        elif self.syn_only and 0 < self.win < 512:
+        elif self.syn_only and (0 < self.win < 512 or self.win in T.SCANNER_WINDOWS):
             out.append(("crafted_syn", 0.5))
         if self.syn_only and f["rst"] and self.bwd_pkts:
             out.append(("closed_probe", 1.0))
@@ -592,8 +663,9 @@ CONCEPT_EVIDENCE = {
     "volume": lambda f: _fast(f, heavy=True),
     "bandwidth": lambda f: _fast(f, heavy=True),
     "saturation": lambda f: _fast(f, heavy=True),
-    "amplification": lambda f: f.bwd_bytes >= 2 * f.fwd_bytes > 0,
-    "reflection": lambda f: bool(f.bwd_pkts) and not f.is_tcp,
+    "amplification": lambda f: not f.is_tcp and (f.bwd_bytes >= 2 * f.fwd_bytes > 0
+                                                 or (f.answers_only and f.fwd_mean_payload >= 400)),
+    "reflection": lambda f: not f.is_tcp and (bool(f.bwd_pkts) or f.answers_only),
     "slow": lambda f: _is_slow(f),
     "password": lambda f: f.svc in T.LOGIN_SERVICES or f.svc in T.WEB_SERVICES,
     "login": lambda f: f.svc in T.LOGIN_SERVICES or f.svc in T.WEB_SERVICES,

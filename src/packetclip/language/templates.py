@@ -94,9 +94,23 @@ SERVICES: dict[int, tuple[str, str]] = {
     51820: ("WireGuard", "the WireGuard VPN endpoint"),
 }
 
-# Initial TCP windows of scanners' crafted probes (nmap's SYN scan uses 1,024; its OS-detection probes 1, 4,
-# 16, 63, 128, 256, 512, 3,072 (?), 31,337 and 32,768). Ordinary stacks advertise 8 kB to 64 kB.
-PROBE_WINDOWS = frozenset({1, 4, 16, 63, 128, 256, 512, 1024, 2048, 3072, 4096, 31337, 32768})
+# Initial TCP windows of scanners' crafted probes. nmap's OS-detection probes use 1, 3, 4, 16, 63, 128, 256, 512,
+# 31,337 and 32,768: only these say "fingerprinting". Its plain SYN scan and host discovery use 1,024 (sometimes
+# 2,048 to 4,096): crafted by a tool, but a window alone does not say what for. Ordinary stacks advertise 8 kB to
+# 64 kB.
+OS_PROBE_WINDOWS = frozenset({1, 3, 4, 16, 63, 128, 256, 512, 31337, 32768})
+SCANNER_WINDOWS = frozenset({1024, 2048, 3072, 4096})
+PROBE_WINDOWS = OS_PROBE_WINDOWS | SCANNER_WINDOWS
+
+# The largest answer still "about the size of an error page" (a 404 or 403 page of a stock server is 0.2-1.5 kB).
+ERROR_PAGE_MAX = 1500
+# A request header of a browser-like client (request line, Host, User-Agent, Accept...) is 200 bytes or more: a
+# flow whose client segments all stay below this cannot have sent one whole.
+FULL_HEADER_MIN = 200
+# Services whose answer can be far larger than the request that asked for it (the reflectors of amplification
+# attacks: DNS ANY, NTP monlist, SSDP M-SEARCH, CLDAP rootDSE, SNMP GetBulk, memcached stats, CoAP, WS-Discovery).
+REFLECTOR_SERVICES = {"DNS", "NTP", "SSDP", "LDAP", "SNMP", "memcached", "CoAP", "WS-Discovery", "NetBIOS",
+                      "mDNS"}
 
 LOGIN_SERVICES = {"FTP", "SSH", "Telnet", "POP3", "IMAP", "RDP", "VNC", "MySQL", "MSSQL", "PostgreSQL"}
 WEB_SERVICES = {"HTTP", "HTTP-alt"}
@@ -123,9 +137,14 @@ SERVICE = {
         "Its {proto} datagrams go to 0/{proto_l}, a reserved number no application listens on.",
         "The destination is 0/{proto_l}, a reserved value, so no service receives these {proto} datagrams.",
     ],
+    # A UDP flow sent from the service's port: the service's answers (FlowFacts.answers_only).
+    "from_udp": [
+        "The datagrams come from {svc_desc} ({svc}, {port}/{proto_l}) of another host.",
+        "Its sender is {svc_desc}: {svc} over {proto}, from {port}/{proto_l}.",
+    ],
     "unknown_tcp": [
         "The flow targets {proto} port {port}, a number with no well-known service behind it.",
-        "A {proto} probe goes to port {port}, where no standard service runs.",
+        "{proto} traffic goes to port {port}, where no standard service runs.",
         "Its destination is an unregistered {proto} port, {port}.",
     ],
     "unknown_udp": [
@@ -183,12 +202,11 @@ INTERPRETATION = {
         "then the session ends, the pattern of a failed password attempt.",
     ],
     "web_request": [
-        "It is one short probe of the web server: a small request and a {bwd_bytes} answer, about the size of an "
+        "It is one short request to the web server: a small request and a {bwd_bytes} answer, about the size of an "
         "error page for a missing or protected page.",
-        "The client probes the web server with a single request and gets only {bwd_bytes} back, the size of an "
-        "error page, as automated checks for weak or outdated software get.",
-        "One web request is answered with only {bwd_bytes}, about the size of an error page: the client checks "
-        "whether a page exists rather than browsing.",
+        "The client sends the web server a single request and gets only {bwd_bytes} back, the size of an error "
+        "page (a page missing or access refused).",
+        "One web request is answered with only {bwd_bytes}, about the size of an error page rather than content.",
     ],
     "slow_hold": [
         "The client keeps the connection open for {duration} but sends only a {pkt_size} fragment every {iat}, "
@@ -216,6 +234,54 @@ INTERPRETATION = {
         "The connection request advertises a window of only {win}, far below what TCP stacks use: the packet "
         "is crafted by a tool.",
         "A tool-crafted connection request: its TCP window of {win} is one no TCP stack uses.",
+    ],
+    # UDP answers from a service port arriving at a host that sent nothing in this flow (reflection targets).
+    "reflected_answer": [
+        "It is a stream of {svc} answers: {answers} of {pkt_size} each arrive from port {port} of another host, "
+        "without any request from this host in the flow.",
+        "The {svc} service at {port}/{proto_l} of another host sends {answers} of {pkt_size} each, and this host "
+        "sent it nothing in the flow.",
+        "Answers of the {svc} service ({port}/{proto_l}), {pkt_size} each, land on this host without any request "
+        "from it in the flow.",
+    ],
+    "big_reflected_answer": [
+        "It is a stream of {svc} answers of {pkt_size} each, arriving from port {port} of another host without any "
+        "request from this host: answers many times the size of a {svc} request, the payload of an amplification.",
+        "Oversized {svc} answers ({answers} of {pkt_size} each, from {port}/{proto_l}) reach this host, which "
+        "sent no request in the flow: unrequested, amplified replies.",
+    ],
+    # A lone TCP segment (ACK or RST, no SYN, no payload) that belongs to no connection seen in the flow.
+    "stray_segment": [
+        "It is a lone TCP segment with the {flagword} flag and no payload; no handshake precedes it in the flow, "
+        "so it belongs to no connection the receiver knows and must be checked and discarded.",
+        "A bare {flagword} segment without payload and without a handshake before it: the receiver's TCP stack has "
+        "to search its connection table and finds no connection it belongs to.",
+        "One header-only TCP {flagword} segment, outside any connection (no handshake precedes it in the flow).",
+    ],
+    # Host discovery: a bare probe, one of a few to each of many hosts.
+    "host_probe": [
+        "It is a bare probe of {port}/{proto_l} with no payload, the kind that only asks whether the host responds.",
+        "A header-only probe to {port}/{proto_l}: its only use is to see whether the host responds at all.",
+    ],
+    # A short TCP session to a service that is not web or login, where the service answers with data.
+    "banner_read": [
+        "The client connects to {port}/{proto_l}, sends {fwd_bytes} and reads the {bwd_bytes} the service "
+        "sends back; the flow is over within {duration}.",
+        "A short connection to {port}/{proto_l}: {fwd_bytes} out, {bwd_bytes} of the service's answer back, all "
+        "within {duration}.",
+    ],
+    # A web answer that trickles out in small pieces while the client only acknowledges (slow read).
+    "slow_answer": [
+        "After one request the client sends nothing but acknowledgements, and the web server's answer comes out "
+        "in small pieces: {bwd_bytes} in {bwd_pkts} over {duration}.",
+        "The web server's answer is drawn out: {bwd_bytes} in {bwd_pkts} over {duration}, while the client sends "
+        "nothing but acknowledgements after its one request.",
+    ],
+    # Web exchanges whose answer is larger than an error page: a page is built and sent back.
+    "web_page": [
+        "It is a short web exchange: {fwd_bytes} of requests and {bwd_bytes} of pages sent back within {duration}.",
+        "The client sends {fwd_bytes} of requests to the web server, which answers with {bwd_bytes} of pages, all "
+        "within {duration}.",
     ],
     "closed_probe": [
         "It is a probe of a closed service: the connection request is refused at once with {rst}, which tells "
@@ -279,10 +345,10 @@ IMPLICATION = {
         "Repeated short login sessions like this one try password after password against the account.",
     ],
     "web_request": [
-        "Automated tools send many such requests to learn which pages exist and which software version answers, "
-        "looking for security flaws.",
-        "Requests like this one check the server for known security flaws and outdated software rather than "
-        "fetch content.",
+        "A client that gets only an error page back fetches no content: it learns just whether the page exists "
+        "or lets it in.",
+        "Tools that try many paths, or many logins, on a web server see exactly this: small requests answered "
+        "with small error pages.",
     ],
     "slow_hold": [
         "Holding many connections open like this leaves the web server no free workers for anyone else.",
@@ -299,6 +365,18 @@ IMPLICATION = {
     ],
     "closed_probe": [
         "Probing service numbers one after another this way maps which services a host exposes.",
+    ],
+    "big_reflected_answer": [
+        "Servers send such large answers to small requests; a sender that forges the victim's address as the "
+        "source turns them into a multiplied stream aimed at the victim.",
+        "Small requests with a forged source address make the servers send these large answers to this host.",
+    ],
+    "stray_segment": [
+        "Each such segment costs the receiver (and any stateful firewall in front of it) a search of its "
+        "connection table.",
+    ],
+    "host_probe": [
+        "A probe like this one, sent to host after host, shows which addresses are alive.",
     ],
     "half_open": [
         "Half-open connections hold server resources until they time out.",
@@ -513,7 +591,13 @@ CONTEXT = {
     ],
     "swarm": [
         "The target receives {dst_flows} flows from {dst_srcs} different addresses within {window}, about "
-        "{dst_rate}, far beyond normal load.",
+        "{dst_rate}, a load from many sources at once.",
+    ],
+    "swarm_stray": [
+        "The target receives {dst_flows} such segments from {dst_srcs} different, most likely spoofed, addresses "
+        "within {window} (about {dst_rate}), none of them part of a connection.",
+        "{dst_flows} bare TCP segments outside any connection hit the same target from {dst_srcs} different, most "
+        "likely spoofed, addresses within {window}, about {dst_rate}.",
     ],
     "sweep": [
         "Its source tries {pair_ports} different ports of the same host within {window}, {pair_noreply} of them "
@@ -541,13 +625,43 @@ CONTEXT = {
         "same web server, each sending a partial header now and then, exhausting its connection pool.",
     ],
     "repeat_web": [
-        "It is one of {pair_flows} short requests the same source fires at the same web server within {window}: "
-        "an automated tool checking page after page for security flaws and outdated software.",
-        "The source sends {pair_flows} such requests to one web server within {window}, probing known paths "
-        "for weaknesses rather than browsing.",
+        "It is one of {pair_flows} short requests the same source fires at the same web server within {window}, "
+        "each answered with an error-page-sized reply: an automated client, not a person browsing.",
+        "The source sends {pair_flows} such requests to one web server within {window}, getting error-page-sized "
+        "answers rather than content, one request after another.",
     ],
     "repeat_pair": [
-        "It is one of {pair_flows} flows the same source opens to the same host within {window}, about {pair_pps}.",
+        "It is one of {pair_flows} flows the same source sends to the same host within {window}, about {pair_pps}.",
+    ],
+    "reflected_swarm": [
+        "This host receives {dst_flows} such {svc} answers from {dst_srcs} different servers within {window}, about "
+        "{dst_rate}, without asking them anything.",
+        "The answers converge on this host: {dst_flows} flows of {svc} answers from {dst_srcs} different servers "
+        "within {window} (about {dst_rate}).",
+    ],
+    "repeat_stray": [
+        "It is one of {pair_flows} such segments the same source sends to the same host within {window} (about "
+        "{pair_pps}), each outside any connection.",
+        "The source sends {pair_flows} of these segments without a handshake to the same host within {window}, "
+        "about {pair_pps}.",
+    ],
+    "host_sweep": [
+        "Its source reaches {src_hosts} within {window} with only {pair_ports_n} to each: checking host after "
+        "host which addresses respond, not using any of them.",
+        "The same source probes {src_hosts} within {window}, trying {pair_ports_n} on each, to learn which "
+        "addresses respond.",
+    ],
+    "repeat_web_page": [
+        "It is one of {pair_flows} connections the same source makes to the same web server within {window}, each "
+        "a request answered with a page: far more than a person browsing would make.",
+        "The source opens {pair_flows} such connections to one web server within {window}, every one answered with "
+        "a page of its own.",
+    ],
+    "hold_many_request": [
+        "The same source keeps {pair_flows} such connections open to one web server, each sending a little request "
+        "data now and then and never finishing, which exhausts its connection pool.",
+        "{pair_flows} parallel connections from one source to the same web server each trickle request data and "
+        "never complete it, exhausting the server's connection pool.",
     ],
     # Counts only: whether quiet traffic is harmless is the label's business, not something a flow shows.
     "quiet": [
@@ -575,7 +689,8 @@ RELEVANT_CONCEPTS: dict[str, tuple[str, ...]] = {
     "dns_unanswered": ("dns", "query", "resolver", "request", "domain"),
     "login_session": ("password", "credential", "login", "authentication", "account", "guessing", "failure",
                       "lockout", "spraying", "stuffing"),
-    "web_request": ("vulnerability", "exploitable", "banner", "version", "software", "enumerate", "probe"),
+    "web_request": ("vulnerability", "exploitable", "banner", "version", "software", "enumerate", "probe",
+                    "wordlist", "http", "login", "password", "credential"),
     "slow_hold": ("exhaustion", "state", "request", "application", "endpoint", "client", "stateful", "connection"),
     "fingerprint_probe": ("os", "software", "version", "banner", "identifier", "probe", "host", "gather"),
     "odd_flag_probe": ("os", "software", "version", "banner", "identifier", "probe", "host", "gather"),
@@ -583,6 +698,14 @@ RELEVANT_CONCEPTS: dict[str, tuple[str, ...]] = {
     "half_open": ("syn", "state", "table", "stateful", "exhaustion", "tcp", "protocol"),
     "abandoned_handshake": ("syn", "ack", "state", "table", "stateful", "exhaustion", "tcp"),
     "blind_datagram": ("volume", "bandwidth", "packet", "saturation", "protocol", "udp"),
+    "reflected_answer": ("reflection", "reflector", "amplification", "spoofed", "spoof", "udp", "volume"),
+    "big_reflected_answer": ("reflection", "reflector", "amplification", "amplify", "spoofed", "spoof", "bandwidth",
+                             "volume"),
+    "stray_segment": ("ack", "rst", "tcp", "state", "table", "stateful", "exhaustion", "flood"),
+    "host_probe": ("host", "discovery", "remote", "ip", "block", "address", "ping", "sweep", "range"),
+    "banner_read": ("service", "version", "banner", "software", "discovery", "port", "application"),
+    "web_page": ("http", "request", "application", "exhaustion", "service", "web", "resource"),
+    "slow_answer": ("slow", "exhaustion", "state", "connection", "application", "endpoint", "http"),
 }
 
 # Step 3: weaving sampled knowledge-graph concepts into the draft.
