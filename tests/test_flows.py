@@ -676,7 +676,7 @@ def test_max_open_caps_the_table_and_evicts_the_idlest():
     ids = []
     for s in range(0, len(p), 64):
         ids.append(meter.update(make_batch(p[s:s + 64]))[0])
-        assert meter.n_open <= 128 and meter.capacity == 128     # allocated whole, never grown
+        assert meter.n_open <= 128 and meter.capacity <= 128
     flows = meter.flush()
     ids = np.concatenate(ids)
     assert meter.evicted > 1500 and (flows["end_reason"].astype(str) == "evicted").sum() == meter.evicted
