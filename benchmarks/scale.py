@@ -60,11 +60,11 @@ def ray_embed_rate(ws_root: Path, encoder: Path, cpus: int, flow_ids) -> dict:
     session = ray_session("local", num_cpus=cpus)
     session.__enter__()
     try:
-        embed_workspace_ray(ws_root, encoder, flow_ids=flow_ids[:cpus * 64], actors=cpus, batch_flows=64,
-                            progress=False, cache=False)
+        embed_workspace_ray(ws_root, encoder, flow_ids=flow_ids[:cpus * 64], actors=cpus, progress=False,
+                            cache=False)
         before = load()
-        _, info = embed_workspace_ray(ws_root, encoder, flow_ids=flow_ids, actors=cpus, batch_flows=64,
-                                      progress=False, cache=False)
+        _, info = embed_workspace_ray(ws_root, encoder, flow_ids=flow_ids, actors=cpus, progress=False,
+                                      cache=False)
     finally:
         session.__exit__(None, None, None)
     return {"flows": info["flows"], "seconds": info["seconds"], "flows_per_s": info["flows"] / info["seconds"],

@@ -1327,8 +1327,8 @@ def embed_command(
                                       "starts a Ray here, 'auto' joins this machine's cluster, or HOST:PORT."),
     actors: Optional[int] = typer.Option(None, "--actors", min=1, max=100000, help="With --ray: model actors "
                                          "(default: one per CPU of the cluster)."),
-    batch_flows: int = typer.Option(256, "--batch-flows", min=1, max=1_000_000, help="With --ray: flows per "
-                                    "actor call."),
+    batch_flows: Optional[int] = typer.Option(None, "--batch-flows", min=1, max=1_000_000, help="With --ray: flows "
+                                              "per actor call (default: four calls per actor)."),
     quiet: bool = typer.Option(False, "--quiet/--no-quiet", "-q", help="No progress bar."),
     threads: Optional[int] = _threads_option(),
 ) -> None:

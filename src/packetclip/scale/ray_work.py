@@ -60,10 +60,11 @@ def embed_workspace(workspace: str | Path, encoder_path: str | Path, *, flow_ids
 
 
 def embed_workspace_ray(workspace: str | Path, encoder_path: str | Path, *, flow_ids: Sequence[int] | None = None,
-                        actors: int | None = None, batch_flows: int = 256, progress: bool = True,
+                        actors: int | None = None, batch_flows: int | None = None, progress: bool = True,
                         cache: bool = True) -> tuple[np.ndarray, dict]:
     """:func:`embed_workspace` with ``actors`` Ray actors (default: one per CPU of the cluster) embedding
-    batches of ``batch_flows`` flows; rows identical to a single-process embedding. ``cache=False`` computes
+    batches of ``batch_flows`` flows (default: four calls per actor — every call reads its flows' views from the
+    packet table, a cost per call that small batches multiply); rows identical to a single-process embedding. ``cache=False`` computes
     every flow and leaves the store alone (benchmarks)."""
     from packetclip.encoders.base import load_encoder
     from packetclip.traffic.workspace import Workspace
@@ -81,10 +82,11 @@ def embed_workspace_ray(workspace: str | Path, encoder_path: str | Path, *, flow
     def compute(missing: np.ndarray) -> np.ndarray:
         from ray.util import ActorPool
 
+        per_call = batch_flows or max(1, -(-len(missing) // (4 * n_actors)))
         actor_cls = ray.remote(num_cpus=1, max_restarts=2, max_task_retries=2)(EmbedWorker)
         pool = ActorPool([actor_cls.remote(str(Path(encoder_path).resolve()), str(ws.root.resolve()))
-                          for _ in range(min(n_actors, max(1, -(-len(missing) // batch_flows))))])
-        parts = [missing[i:i + batch_flows] for i in range(0, len(missing), batch_flows)]
+                          for _ in range(min(n_actors, max(1, -(-len(missing) // per_call))))])
+        parts = [missing[i:i + per_call] for i in range(0, len(missing), per_call)]
         out = []
         with progress_bar("embed (ray)", total=len(missing), enabled=progress) as bar:
             for part, rows in zip(parts, pool.map(lambda a, p: a.embed.remote(p), parts)):
