@@ -1316,6 +1316,38 @@ def serve_command(
           announce=lambda url: typer.echo(f"packetclip console: {url} (Ctrl-C stops)", err=True))
 
 
+# --- reproduce: the paper's tables and figures (issue 11) --------------------------------------------------
+@app.command("reproduce")
+def reproduce_command(
+    workspace: Path = typer.Argument(..., help="A labelled, split workspace (lab synth + split)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Report folder to write (index.html, report.md, figures/)."),
+    quick: bool = typer.Option(False, "--quick/--no-quick", help="Minutes instead of an hour: short training runs "
+                               "and a seeded sample of test flows (the demo uses it)."),
+    alignment: Optional[Path] = typer.Option(None, "--alignment", help="Alignment folder for Table 1 (default: the "
+                                             "workspace's `align train` model, else a quick one trained here)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of every training run and sample."),
+    threads: Optional[int] = _threads_option(),
+) -> None:
+    """Reproduce the paper's Tables 1-2 and Figures 6-9 on a workspace: REPORT/index.html (self-contained) and
+    REPORT/report.md.
+
+    \b
+    Example: packetclip reproduce ws/lab --out report --quick
+    """
+    ws = _open_workspace(workspace, packets=True)
+    if not ws.has_splits():
+        raise PacketClipError("the workspace has no split; run `packetclip split` first", path=str(workspace))
+    if alignment is not None and not alignment.is_dir():
+        raise PacketClipError("no such --alignment folder", path=str(alignment))
+    use_threads(threads)
+    from packetclip.evaluate.reproduce import ReproduceSettings, reproduce
+
+    settings = ReproduceSettings.quick(seed) if quick else ReproduceSettings(seed=seed)
+    result = reproduce(workspace, out, quick=quick, alignment=alignment, settings=settings)
+    gnn = result["table2"]["MissionGNN (ours)"]["mauc"]
+    typer.echo(f"MissionGNN test mAUC {gnn:.4f}; report: {result['index_html']}")
+
+
 # --- embed: a workspace's flows into its embedding store, optionally over Ray (issue 14) ------------------
 @app.command("embed")
 def embed_command(
