@@ -133,3 +133,20 @@ def test_every_class_has_a_key_concept_of_its_own_techniques_in_valid_graphs():
     assert wanted <= seen, wanted - seen
     dos = load_default_graph("dos")
     assert np.isin(["reflection", "amplification"], dos.key_concepts()).any()
+
+
+def test_an_mqtt_session_that_is_only_a_connect_reads_as_a_login_and_a_publishing_one_does_not():
+    def facts(**values) -> FlowFacts:
+        row = {"Protocol": 6, "Src Port": 40000, "Dst Port": 1883, "Total Fwd Packet": 4, "Total Bwd packets": 4,
+               "SYN Flag Count": 2, "ACK Flag Count": 7, "PSH Flag Count": 2, "FIN Flag Count": 2,
+               "Flow Packets/s": 2900.0, "Flow Bytes/s": 15000.0, "Flow IAT Mean": 400.0} | values
+        return FlowFacts.from_row(row, resolve_columns(row))
+
+    guess = facts(**{"Total Length of Fwd Packet": 39, "Fwd Packet Length Max": 39, "Total Length of Bwd Packet": 4,
+                     "Flow Duration": 2700})
+    publish = facts(**{"Total Length of Fwd Packet": 300, "Fwd Packet Length Max": 120,
+                       "Total Length of Bwd Packet": 4, "Flow Duration": 2_000_000})
+    assert "mqtt_login" in dict(guess.interpretation()) and "mqtt_login" not in dict(publish.interpretation())
+    claim = "A network traffic of IoT Brute Force. One CONNECT carries the username and password."
+    assert not check(claim, guess, "IoT Brute Force")
+    assert "credentials" in {r for r, _, _ in check(claim, publish, "IoT Brute Force")}

@@ -300,6 +300,13 @@ class FlowFacts:
         return probe and self._ctx("src_hosts") >= 10 and 0 < self._ctx("pair_ports") <= 3
 
     @property
+    def mqtt_login(self) -> bool:
+        """An MQTT session that is only a login: one client message of at most 80 bytes (a CONNECT, which carries
+        the username and password), a 4-byte answer (a CONNACK) and nothing published, all within a second."""
+        return (self.is_tcp and self.svc in ("MQTT",) and 0 < self.fwd_bytes <= self.fwd_max
+                and self.fwd_bytes <= 80 and self.bwd_bytes == 4 and self.duration_us < 1e6)
+
+    @property
     def full_header_possible(self) -> bool:
         """Whether a client segment was large enough to hold a whole request header (unknown: True)."""
         return self.fwd_max < 0 or self.fwd_max >= T.FULL_HEADER_MIN
@@ -421,6 +428,8 @@ class FlowFacts:
         # server sends none); see packetclip.language.faithfulness.
         if self.svc in T.LOGIN_SERVICES and g("pair_flows") >= 3 and self.is_tcp and self.fwd_bytes > 0:
             return "repeat_login"
+        if self.mqtt_login and g("pair_flows") >= 3:
+            return "repeat_login"
         if self.syn_only and g("pair_flows") >= 20:
             return "repeat_syn"
         if (self.is_tcp and self.svc in T.WEB_SERVICES and g("pair_flows") >= 20 and self.duration_us >= 5e6
@@ -510,6 +519,8 @@ class FlowFacts:
         elif svc in T.WEB_SERVICES and self.bwd_bytes > T.ERROR_PAGE_MAX and self.duration_us < 10e6 \
                 and self.fwd_bytes > 0:
             out.append(("web_page", 1.0))
+        elif self.mqtt_login:
+            out.append(("mqtt_login", 1.5))
         elif (svc not in T.WEB_SERVICES and svc not in T.LOGIN_SERVICES and f["syn"] and self.bwd_bytes > 0
               and self.fwd_pkts <= 8 and self.duration_us < 10e6):
             out.append(("banner_read", 1.0))
@@ -667,8 +678,8 @@ CONCEPT_EVIDENCE = {
                                                  or (f.answers_only and f.fwd_mean_payload >= 400)),
     "reflection": lambda f: not f.is_tcp and (bool(f.bwd_pkts) or f.answers_only),
     "slow": lambda f: _is_slow(f),
-    "password": lambda f: f.svc in T.LOGIN_SERVICES or f.svc in T.WEB_SERVICES,
-    "login": lambda f: f.svc in T.LOGIN_SERVICES or f.svc in T.WEB_SERVICES,
+    "password": lambda f: f.svc in T.LOGIN_SERVICES or f.svc in T.WEB_SERVICES or f.mqtt_login,
+    "login": lambda f: f.svc in T.LOGIN_SERVICES or f.svc in T.WEB_SERVICES or f.mqtt_login,
     "echo": lambda f: f.is_icmp and f.icmp_type in (0, 8),
     "query": lambda f: f.svc in ("DNS", "mDNS", "DNS-over-TLS"),
     "resolver": lambda f: f.svc in ("DNS", "mDNS", "DNS-over-TLS"),

@@ -65,7 +65,8 @@ RULES: tuple[Rule, ...] = (
                          r"request is never finished|never completing its request|request never completes)",
           lambda f, _: f.is_tcp and _payload(f), "TCP payload from the client (a request)"),
     _rule("credentials", r"\b(username|password|credential|log in\b|login (dialogue|session|attempt)|login sessions)",
-          lambda f, _: f.svc in T.LOGIN_SERVICES and _payload(f), "payload to a login service"),
+          lambda f, _: (f.svc in T.LOGIN_SERVICES and _payload(f)) or f.mqtt_login,
+          "payload to a login service (or an MQTT session that is only a CONNECT and its CONNACK)"),
     _rule("flood_words", r"\b(hammer\w*|barrage|torrent|bombard\w*|deluge|saturat\w*|overwhelm\w*|pour in|"
                          r"extreme|volumetric|massive)\b",
           lambda f, _: _heavy_load(f), "a high packet or flow rate (flow or destination)"),

@@ -277,6 +277,14 @@ INTERPRETATION = {
         "The web server's answer is drawn out: {bwd_bytes} in {bwd_pkts} over {duration}, while the client sends "
         "nothing but acknowledgements after its one request.",
     ],
+    # An MQTT session that is only a CONNECT (username and password) and a CONNACK (FlowFacts.mqtt_login).
+    "mqtt_login": [
+        "It is an MQTT login and nothing more: one client message of {fwd_bytes}, the CONNECT that carries the "
+        "username and password, a {bwd_bytes} answer from the broker, and the session ends without a message "
+        "published.",
+        "The client sends the broker a single {fwd_bytes} message, a CONNECT with its credentials, gets {bwd_bytes} "
+        "back and leaves within {duration}, publishing nothing.",
+    ],
     # Web exchanges whose answer is larger than an error page: a page is built and sent back.
     "web_page": [
         "It is a short web exchange: {fwd_bytes} of requests and {bwd_bytes} of pages sent back within {duration}.",
@@ -705,6 +713,8 @@ RELEVANT_CONCEPTS: dict[str, tuple[str, ...]] = {
     "host_probe": ("host", "discovery", "remote", "ip", "block", "address", "ping", "sweep", "range"),
     "banner_read": ("service", "version", "banner", "software", "discovery", "port", "application"),
     "web_page": ("http", "request", "application", "exhaustion", "service", "web", "resource"),
+    "mqtt_login": ("password", "credential", "login", "authentication", "account", "guessing", "default",
+                   "mqtt", "failure"),
     "slow_answer": ("slow", "exhaustion", "state", "connection", "application", "endpoint", "http"),
 }
 
