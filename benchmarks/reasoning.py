@@ -16,17 +16,26 @@ Figures:
 - ``lab_*_mauc``: mission mAUC (mean one-vs-rest ROC-AUC over Benign / DoS / Reconnaissance / Brute Force) on the
   lab test flows; GNN, and XGBoost / LightGBM / DNN on the same aligned embeddings, XGBoost on the raw
   CICFlowMeter columns (the classic NIDS). All trained on the same training flows.
-- ``gnn_mauc_30pct`` / ``gnn_mauc_1pct`` (and ``xgb_flow_mauc_*``): the same with 30 % / 1 % of the training
-  flows (stratified by mission, seeded), same test set.
+- ``lab_etbert_ft_mauc``: the ET-BERT-style end-to-end fine-tune (:class:`packetclip.encoders.etbert.ETBertClassifier`)
+  on the same training flows, as a CPU allows: tiny size (2 x 64, random init: the published weights are not
+  shipped), 64 tokens per packet, each flow's first 2 packets labelled with its mission, 2 epochs, batch 32, AdamW
+  lr 1e-3 with warm-up, at most
+  ``--etbert-flows`` training flows (class-balanced sample); a flow's score is the mean over its packets
+  (:class:`packetclip.reasoning.baselines.EtbertFlowSettings`).
+- ``scarcity``: Figure 9's data, lab test mAUC of GNN / ET-BERT-ft / XGBoost-flow trained on 100/70/50/40/30/10/5/1 %
+  of the training flows (stratified by mission, seeded), same test set; ``gnn_mauc_30pct`` / ``gnn_mauc_1pct`` /
+  ``etbert_ft_mauc_30pct`` (and ``xgb_flow_mauc_*``) are its points. ET-BERT-ft never sees more than its cap.
+- Figures: ``--figures`` (default ``bench-figures/``) gets ``figure8_efficiency.png`` and ``figure9_scarcity.png``.
 - ``gnn_trainable_params``; ``gnn_train_flops_per_step``: ``FlopCounterMode`` over one training step (forward +
   backward, batch 64 x window 30) with the MHA fast path off and the MATH attention backend.
 - ``ndpi_benign_fpr_*``: share of the flows of the held-out benign ndpi captures alerted at the threshold calibrated
   on the validation benign flows (lab + ndpi validation captures) for 1 % false positives; ``ndpi_scan_recall_*``:
   share of the scan captures' flows alerted as Reconnaissance. For the GNN and XGBoost-flow.
-- ``etbert_ft_trainable_params`` / ``etbert_ft_train_flops_per_step``: ET-BERT base fine-tuned end to end (batch 32
-  packets of 128 tokens), counted on the meta device; its mAUC figures are not measured here.
+- ``etbert_ft_trainable_params`` / ``etbert_ft_train_flops_per_step``: ET-BERT base (12 x 768, as published)
+  fine-tuned end to end (batch 32 packets of 128 tokens), counted on the meta device; ``etbert_ft_tiny_*``: the
+  same for the tiny model whose mAUC is measured here.
 
-Run: ``nice .venv/bin/python benchmarks/reasoning.py`` (about 10 minutes on one core).
+Run: ``nice .venv/bin/python benchmarks/reasoning.py`` (about 40 minutes on one core).
 """
 
 from __future__ import annotations
@@ -48,102 +57,6 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def stratified_mask(y: np.ndarray, base: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """``fraction`` of the ``base`` rows per class (at least 2 per class present)."""
-    rng = np.random.default_rng(seed)
-    out = np.zeros_like(base)
-    for c in np.unique(y[base]):
-        rows = np.flatnonzero(base & (y == c))
-        k = max(2, int(round(fraction * len(rows))))
-        out[rng.choice(rows, size=min(k, len(rows)), replace=False)] = True
-    return out
-
-
-def proba4(model, x: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    """Class probabilities in the 4 mission columns (classes absent from training get 0)."""
-    p = model.predict_proba(x)
-    out = np.zeros((len(x), 4), np.float64)
-    out[:, classes] = p
-    return out
-
-
-def fit_xgb(x, y, seed):
-    from xgboost import XGBClassifier
-
-    classes, yy = np.unique(y, return_inverse=True)
-    m = XGBClassifier(n_estimators=200, max_depth=6, learning_rate=0.1, n_jobs=1, random_state=seed,
-                      tree_method="hist", verbosity=0)
-    m.fit(x, yy, sample_weight=balanced_weights(yy))
-    return lambda z: proba4(m, z, classes)
-
-
-def fit_lgbm(x, y, seed):
-    from lightgbm import LGBMClassifier
-
-    classes, yy = np.unique(y, return_inverse=True)
-    m = LGBMClassifier(n_estimators=200, num_leaves=31, learning_rate=0.1, n_jobs=1, random_state=seed,
-                       class_weight="balanced", verbose=-1)
-    m.fit(x, yy)
-    return lambda z: proba4(m, z, classes)
-
-
-def fit_dnn(x, y, seed):
-    from sklearn.neural_network import MLPClassifier
-
-    classes, yy = np.unique(y, return_inverse=True)
-    m = MLPClassifier(hidden_layer_sizes=(256, 128), max_iter=60, random_state=seed, early_stopping=True)
-    m.fit(x, yy)
-    return lambda z: proba4(m, z, classes)
-
-
-def balanced_weights(y: np.ndarray) -> np.ndarray:
-    counts = np.bincount(y)
-    return (len(y) / (len(counts) * counts))[y]
-
-
-def flops_per_step(gnn, batch: int = 64) -> int:
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-    from torch.utils.flop_counter import FlopCounterMode
-
-    c = gnn.config
-    gen = torch.Generator().manual_seed(0)
-    x = torch.nn.functional.normalize(torch.randn(batch * c.window, c.embed_dim, generator=gen), dim=-1)
-    gaps = torch.rand(batch, c.window, generator=gen)
-    y = torch.randint(0, len(c.missions), (batch, c.window), generator=gen)
-    torch.backends.mha.set_fastpath_enabled(False)
-    gnn.train()
-    counter = FlopCounterMode(display=False)
-    with sdpa_kernel(SDPBackend.MATH), counter:
-        steps = gnn.step_features(x).reshape(batch, c.window, -1)
-        logits, fine = gnn.temporal(steps, gaps)
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
-        loss.backward()
-    gnn.zero_grad(set_to_none=True)
-    gnn.eval()
-    return int(counter.get_total_flops())
-
-
-def etbert_cost(batch: int = 32) -> tuple[int, int]:
-    """Trainable parameters and FLOPs of one fine-tuning step (forward + backward, ``batch`` packets of 128
-    tokens, 4-class head) of ET-BERT base (12 x 768), counted on the meta device (nothing is computed)."""
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from packetclip.encoders.etbert import ETBertConfig, build_bert
-
-    cfg = ETBertConfig.preset("base")
-    with torch.device("meta"):
-        bert = build_bert(cfg)
-        head = torch.nn.Linear(cfg.hidden_size, 4)
-        ids = torch.zeros(batch, cfg.seq_length, dtype=torch.long)
-    params = sum(p.numel() for p in bert.parameters()) + sum(p.numel() for p in head.parameters())
-    counter = FlopCounterMode(display=False)
-    with sdpa_kernel(SDPBackend.MATH), counter:
-        out = bert(input_ids=ids).pooler_output
-        head(out).sum().backward()
-    return int(params), int(counter.get_total_flops())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=300.0)
@@ -152,13 +65,19 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--compare-epochs", type=int, default=6)
     parser.add_argument("--work", type=Path, default=None, help="Keep intermediate workspaces here.")
+    parser.add_argument("--etbert-flows", type=int, default=1500, help="training-flow cap of the ET-BERT fine-tune")
+    parser.add_argument("--etbert-epochs", type=int, default=2)
+    parser.add_argument("--figures", type=Path, default=Path("bench-figures"))
     args = parser.parse_args()
     torch.set_num_threads(1)
     t_start = time.perf_counter()
 
     from packetclip.align.sides import TextSide
-    from packetclip.encoders.flowtable import CICFLOW_FEATURES, feature_matrix
     from packetclip.lab.synth import SynthLab
+    from packetclip.evaluate.reproduce import figure8, figure9
+    from packetclip.reasoning.baselines import (SCARCITY_PERCENTS, EtbertFlowSettings, FlowPackets, etbert_cost,
+                                                fit_dnn, fit_etbert_flows, fit_lgbm, fit_xgb, flow_features,
+                                                gnn_flops_per_step, stratified_mask)
     from packetclip.reasoning.bundle import embed_flows
     from packetclip.reasoning.data import SCAN_CAPTURES, benign_captures
     from packetclip.reasoning.train import (ReasoningSettings, build_gnn, calibrate_threshold, default_graphs,
@@ -223,8 +142,7 @@ def main() -> None:
     log(f"GNN ({best_mode}): lab test mAUC {result['lab_gnn_mauc']}")
 
     # --- baselines on the same split ---------------------------------------------------------------------
-    flow_x = feature_matrix(data.rows, list(CICFLOW_FEATURES))
-    flow_x = np.sign(flow_x) * np.log1p(np.abs(flow_x))
+    flow_x = flow_features(data.rows)
     for name, fit, x in (("xgb_emb", fit_xgb, aligned), ("lgbm_emb", fit_lgbm, aligned), ("dnn_emb", fit_dnn, aligned),
                          ("xgb_flow", fit_xgb, flow_x)):
         predict = fit(x[train], y[train], 0)
@@ -234,41 +152,69 @@ def main() -> None:
         if name == "xgb_flow":
             xgb_flow_proba, xgb_flow_predict = p, predict
 
-    # --- data scarcity -------------------------------------------------------------------------------------
-    for pct in (30, 1):
-        mask = stratified_mask(y, train, pct / 100, seed=pct)
-        g, st = new_gnn(best_mode, args.epochs)
-        fit_gnn(g, aligned, data, st, train_mask=mask)
-        p = predict_proba(g, aligned, keys, data.times_ns)
-        result[f"gnn_mauc_{pct}pct"] = round(mauc(y[lab_test], p[lab_test])[0], 5)
-        px = fit_xgb(flow_x[mask], y[mask], 0)(flow_x)
-        result[f"xgb_flow_mauc_{pct}pct"] = round(mauc(y[lab_test], px[lab_test])[0], 5)
-        log(f"{pct} % of training flows ({mask.sum():,}): GNN {result[f'gnn_mauc_{pct}pct']}, "
-            f"XGB-flow {result[f'xgb_flow_mauc_{pct}pct']}")
+    # --- ET-BERT-style fine-tune ------------------------------------------------------------------------------
+    from packetclip.traffic.workspace import Workspace
 
-    # --- efficiency ----------------------------------------------------------------------------------------
+    ets = EtbertFlowSettings(epochs=args.etbert_epochs, max_train_flows=args.etbert_flows)
+    packets = FlowPackets([Workspace.open(lab_dir), Workspace.open(ndpi_dir)], data.rows, ets.first_k)
+    predict_et, clf = fit_etbert_flows(packets, y, train, ets)
+    p = predict_et(lab_test)
+    result["lab_etbert_ft_mauc"] = round(mauc(y[lab_test], p[lab_test])[0], 5)
+    result["lab_etbert_ft_auc_per_class"] = {k: round(v, 5) for k, v in mauc(y[lab_test], p[lab_test])[1].items()}
+    result["etbert_ft_settings"] = {**ets.__dict__, "train_flows_used": clf.used_flows_}
+    log(f"etbert_ft ({clf.used_flows_:,} training flows): lab test mAUC {result['lab_etbert_ft_mauc']}")
+
+    # --- data scarcity (Figure 9) ------------------------------------------------------------------------------
+    scarcity = {"GNN": [], "ET-BERT-ft": [], "XGBoost-flow": []}
+    for pct in SCARCITY_PERCENTS:
+        if pct == 100:
+            mask = train
+            gm, em, xm = (result["lab_gnn_mauc"], result["lab_etbert_ft_mauc"], result["lab_xgb_flow_mauc"])
+        else:
+            mask = stratified_mask(y, train, pct / 100, seed=pct)
+            g, st = new_gnn(best_mode, args.epochs)
+            fit_gnn(g, aligned, data, st, train_mask=mask)
+            gm = round(mauc(y[lab_test], predict_proba(g, aligned, keys, data.times_ns)[lab_test])[0], 5)
+            px = fit_xgb(flow_x[mask], y[mask], 0)(flow_x)
+            xm = round(mauc(y[lab_test], px[lab_test])[0], 5)
+            pe, _ = fit_etbert_flows(packets, y, mask, ets)
+            em = round(mauc(y[lab_test], pe(lab_test)[lab_test])[0], 5)
+        for name, v in (("GNN", gm), ("ET-BERT-ft", em), ("XGBoost-flow", xm)):
+            scarcity[name].append((pct, v))
+        if pct in (30, 1):
+            result[f"gnn_mauc_{pct}pct"], result[f"xgb_flow_mauc_{pct}pct"] = gm, xm
+            result[f"etbert_ft_mauc_{pct}pct"] = em
+        log(f"{pct} % of training flows ({mask.sum():,}): GNN {gm}, ET-BERT-ft {em}, XGB-flow {xm}")
+    result["scarcity"] = {k: dict(v) for k, v in scarcity.items()}
+
+    # --- efficiency (Figure 8) ---------------------------------------------------------------------------------
     result["gnn_trainable_params"] = gnn.trainable_parameters()
-    result["gnn_train_flops_per_step"] = flops_per_step(gnn)
+    result["gnn_train_flops_per_step"] = gnn_flops_per_step(gnn)
+    costs = {"MissionGNN": (result["gnn_trainable_params"], result["gnn_train_flops_per_step"])}
     try:
-        result["etbert_ft_trainable_params"], result["etbert_ft_train_flops_per_step"] = etbert_cost()
+        result["etbert_ft_trainable_params"], result["etbert_ft_train_flops_per_step"] = etbert_cost("base")
+        (result["etbert_ft_tiny_trainable_params"],
+         result["etbert_ft_tiny_train_flops_per_step"]) = etbert_cost("tiny", seq_length=ets.seq_length)
         result["gnn_params_share_of_etbert"] = round(result["gnn_trainable_params"]
                                                      / result["etbert_ft_trainable_params"], 6)
         result["gnn_flops_share_of_etbert"] = round(result["gnn_train_flops_per_step"]
                                                     / result["etbert_ft_train_flops_per_step"], 6)
+        costs["ET-BERT-ft base"] = (result["etbert_ft_trainable_params"], result["etbert_ft_train_flops_per_step"])
+        costs["ET-BERT-ft tiny"] = (result["etbert_ft_tiny_trainable_params"],
+                                    result["etbert_ft_tiny_train_flops_per_step"])
     except Exception as err:  # noqa: BLE001 - a peer that cannot be counted is reported, not fatal
         log(f"ET-BERT cost not counted: {type(err).__name__}: {err}")
+    result["figures"] = [str(figure8(costs, args.figures / "figure8_efficiency.png")),
+                         str(figure9(scarcity, args.figures / "figure9_scarcity.png"))]
 
     # --- generalisation: held-out benign captures and the scan captures ---------------------------------------
-    from packetclip.traffic.workspace import Workspace
-
     scan_ws = Workspace.open(scan_dir)
     scan_rows = scan_ws.flows()
     scan_emb = embed_flows(side, scan_ws, scan_rows["flow_id"].to_numpy(np.int64), host_context=s.host_context)
     scan_aligned = align.traffic_vectors(scan_emb)
     scan_keys = sequence_keys(scan_rows, best_mode, prefix="scan")
     scan_p = predict_proba(gnn, scan_aligned, scan_keys, scan_rows["first_ts_ns"].to_numpy(np.int64))
-    scan_x = feature_matrix(scan_rows, list(CICFLOW_FEATURES))
-    scan_x = np.sign(scan_x) * np.log1p(np.abs(scan_x))
+    scan_x = flow_features(scan_rows)
     scan_px = xgb_flow_predict(scan_x)
     benign_val = val & (y == 0)
     ndpi_test = ndpi & test
@@ -300,7 +246,6 @@ def main() -> None:
     result["ndpi_test_captures"] = int(data.rows.loc[ndpi_test, "capture"].nunique())
     result["scan_flows"] = int(len(scan_rows))
     result["lab_test_flows"] = int(lab_test.sum())
-    result["etbert_ft_mauc"] = "not measured in this run"
     result["seconds"] = round(time.perf_counter() - t_start, 1)
     print(json.dumps(result))
 
