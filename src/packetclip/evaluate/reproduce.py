@@ -157,7 +157,7 @@ def reproduce(workspace, out, *, quick: bool = False, alignment=None, settings: 
         def step(what: str) -> None:
             bar.set(bar.done + 1, description=f"reproduce: {what}")
 
-        report.section("About", f"Workspace `{ws.root}`; {'quick settings (the demo)' if quick else 'full settings'}"
+        report.section("About", f"Workspace `{ws.root}`; {'quick settings (the demo)' if quick else 'settings'}"
                        f": GNN {s.gnn_epochs} epochs, alignment {s.align_steps} steps, ET-BERT-ft {s.etbert.size} "
                        f"({s.etbert.epochs} epochs, first {s.etbert.first_k} packets of at most "
                        f"{s.etbert.max_train_flows} training flows, {s.etbert.seq_length} tokens); split: the "
