@@ -236,6 +236,15 @@ def test_non_loopback_host_needs_a_token_and_bad_options_are_one_line(capsys):
         assert exit_.value.code == 2 and words in err and len(err.splitlines()) == 1, (argv, err)
 
 
+def test_serve_check_validates_everything_and_exits(console_lab, capsys):
+    from packetclip.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["serve", "--replay", str(console_lab / "capture.pcap"), "--host", "::1", "--check"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0 and "console ready: detect on capture.pcap" in out and "no search" in out
+
+
 def test_a_foreign_host_header_is_refused_on_loopback(served):
     c = TestClient(create_app(served["store"], allowed_hosts=("127.0.0.1", "localhost")), base_url="http://evil.example")
     r = c.get("/api/status")
@@ -307,3 +316,14 @@ def test_stream_pushes_new_alerts_to_a_connected_client(served):
     finally:
         server.should_exit = True
         thread.join(5)
+
+
+def test_packet_timelines_keep_the_first_packets_of_the_most_recent_flows():
+    import numpy as np
+
+    t = Timelines(max_flows=2, per_flow=3)
+    t.update(np.array([5, 5, 5, 5, -1]), np.array([10, 20, 30, 40, 50]), np.array([60, 70, 80, 90, 1]),
+             np.array([0, 1, 0, 1, 0]))
+    assert t.get(5) == {"t_s": [0.0, 1e-08, 2e-08], "length": [60, 70, 80], "direction": [0, 1, 0], "start_ns": 10}
+    t.update(np.array([7, 9]), np.array([60, 70]), np.array([100, 200]), np.array([0, 1]))
+    assert t.get(5) is None and t.get(7)["length"] == [100] and t.get(9)["direction"] == [1]

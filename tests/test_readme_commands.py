@@ -39,6 +39,7 @@ SMALLER = [
     (r"^(packetclip train lab/ .*)$", r"\1 --epochs 1"),  # the reasoning bundle: one epoch
     (r"--port 8000", "--port {port}"),
     (r"http://127\.0\.0\.1:8000/v1", "http://127.0.0.1:{port}/v1"),
+    (r"^(packetclip serve .*)$", r"\1 --check"),           # the console runs until stopped: check and exit
 ]
 NDPI_SAMPLE = ("dns.pcap", "443-curl.pcap", "among_us.pcap")
 CIC_SAMPLE = ("Heartbleed_11.csv", "Infiltration_36.csv")
