@@ -155,10 +155,16 @@ def test_open_set_subset_drops_the_unseen_classes_and_reindexes_flows():
 
 
 def test_search_feedback_pulls_the_query_toward_flows_whose_descriptions_match():
+    from packetclip.align.search import Lexicon
+
     index = SearchIndex(np.array([10, 11, 12]), np.eye(3, dtype=np.float32))
-    anchors = (np.array([11, 12]), np.array([[1.0, 0.0], [0.0, 1.0]], np.float32))
-    q = index.expand(np.array([1.0, 0.0, 0.0]), np.array([1.0, 0.0]), anchors, k=1)
+    lexicon = Lexicon(np.array([11, 12, 13]), ["the host returns unreachable errors for each datagram",
+                                               "a small UDP datagram to the resolver, answered",
+                                               "another UDP datagram to the resolver, answered"])
+    assert list(lexicon.best("datagrams with unreachable errors", 1)) == [11]   # rare words weigh most
+    q = index.expand(np.array([1.0, 0.0, 0.0]), "unreachable errors", lexicon, k=1)
     assert np.isclose(np.linalg.norm(q), 1.0) and q[1] > 0.5 and q[2] == 0.0
     ids, _ = index.query(q, top=2)
     assert set(ids) == {10, 11}
-    np.testing.assert_allclose(index.expand(np.array([2.0, 0.0, 0.0]), np.array([1.0, 0.0]), None), [1, 0, 0])
+    np.testing.assert_allclose(index.expand(np.array([2.0, 0.0, 0.0]), "x", None), [1, 0, 0])
+    assert len(lexicon.best("nothing in common", 5)) == 0
