@@ -460,6 +460,8 @@ def test_sigint_to_a_pretraining_process_leaves_a_checkpoint(tmp_path, workspace
     import time
 
     script = (
+        # a shell's background job inherits SIGINT ignored, and Python then keeps it ignored: restore Ctrl-C
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "import sys, torch; torch.set_num_threads(1)\n"
         "from packetclip.encoders.lens import LensConfig\n"
         "from packetclip.encoders.pretrain import PretrainSettings, pretrain\n"
