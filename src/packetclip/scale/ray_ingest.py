@@ -34,11 +34,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from packetclip import __version__
 from packetclip.errors import PacketClipError
 from packetclip.scale.cluster import require_ray, task_failure
 from packetclip.traffic.ingest import (IngestSettings, _FlowTableWriter, _packet_schema, _write_packets,
-                                       damaged_captures_of)
+                                       capture_manifest)
 from packetclip.traffic.stream import CaptureSummary
 from packetclip.traffic.workspace import Workspace
 from packetclip.util.progress import progress as progress_bar
@@ -418,26 +417,7 @@ def ingest_captures_ray(
     if not settings.write_packets:
         ws.path("packets").unlink(missing_ok=True)
     report.hosts = sorted(hosts)
-    manifest = {
-        "kind": "capture",
-        "packetclip_version": __version__,
-        "created_unix": time.time(),
-        "settings": asdict(settings),
-        "elapsed_s": time.perf_counter() - started,
-        "captures": [asdict(s) for s in summaries],
-        "damaged_captures": damaged_captures_of(summaries),
-        "totals": {
-            "packets": sum(s.packets for s in summaries),
-            "flow_packets": sum(s.flow_packets for s in summaries),
-            "stored_packets": stored,
-            "flows": flow_writer.rows,
-            "captures": len(summaries),
-            "captures_with_errors": sum(1 for s in summaries if s.error),
-            "skipped_records": sum(s.skipped_records for s in summaries),
-            "bad_link_packets": sum(s.bad_link_packets for s in summaries),
-            "truncated_captures": sum(1 for s in summaries if s.truncated_at is not None),
-        },
-        "ray": asdict(report),
-    }
+    manifest = capture_manifest(settings, summaries, stored=stored, flows=flow_writer.rows, started=started)
+    manifest["ray"] = asdict(report)
     ws.write_manifest(manifest)
     return ws

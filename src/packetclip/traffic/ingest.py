@@ -199,8 +199,15 @@ def ingest_captures(
         if bar:
             bar.stop()
 
-    summaries = stream.summaries
-    manifest = {
+    ws.write_manifest(capture_manifest(settings, stream.summaries, stored=stored, flows=flow_writer.rows,
+                                       started=started))
+    return ws
+
+
+def capture_manifest(settings, summaries, *, stored: int, flows: int, started: float) -> dict:
+    """The manifest of an ingested workspace: settings, per-capture summaries and totals. One builder, so a
+    plain ingest and a Ray ingest describe their workspaces identically."""
+    return {
         "kind": "capture",
         "packetclip_version": __version__,
         "created_unix": time.time(),
@@ -212,7 +219,7 @@ def ingest_captures(
             "packets": sum(s.packets for s in summaries),
             "flow_packets": sum(s.flow_packets for s in summaries),
             "stored_packets": stored,
-            "flows": flow_writer.rows,
+            "flows": flows,
             "captures": len(summaries),
             "captures_with_errors": sum(1 for s in summaries if s.error),
             "skipped_records": sum(s.skipped_records for s in summaries),
@@ -220,8 +227,6 @@ def ingest_captures(
             "truncated_captures": sum(1 for s in summaries if s.truncated_at is not None),
         },
     }
-    ws.write_manifest(manifest)
-    return ws
 
 
 def _write_packets(writer: pq.ParquetWriter, batch, fv, view_bytes: int) -> int:
