@@ -213,6 +213,9 @@ def main(argv=None) -> int:
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "packetclip-bench-lens",
                     help="Folder for workspaces, the model and the figures (reused between runs).")
     ap.add_argument("--threads", type=int, default=1, help="torch threads.")
+    ap.add_argument("--long", type=Path, metavar="DIR",
+                    help="Only pre-train, resumably, into DIR for --pretrain-minutes (the shipped encoder's recipe); "
+                         "snapshots at doubling step counts go to DIR/snapshots/step-N for the learning curve.")
     args = ap.parse_args(argv)
 
     import torch
@@ -234,6 +237,8 @@ def main(argv=None) -> int:
     metrics.update(shortcut_table(corpus))
     log("shortcuts:", metrics)
 
+    if args.long:
+        return long_pretrain(args, corpus, pre_ws)
     if args.checkpoint:
         pretrained = LensModel.from_pretrained(args.checkpoint)
         steps = _steps_of(args.checkpoint)
@@ -295,6 +300,56 @@ def main(argv=None) -> int:
     metrics["figures"] = str(args.work)
     metrics["seconds"] = round(time.perf_counter() - t_start, 1)
     print(json.dumps(metrics))
+    return 0
+
+
+def long_pretrain(args, corpus, pre_ws) -> int:
+    """Hours of pre-training in one resumable folder; a snapshot at each doubling of the step count.
+
+    The total step count is fixed on the first call from a timing run (so the cosine schedule ends within
+    ``--pretrain-minutes``); a later call with the same DIR resumes and keeps that total.
+    """
+    import shutil
+
+    from packetclip.encoders.lens import LensConfig
+    from packetclip.encoders.pretrain import PretrainSettings, pretrain, time_steps
+
+    out = args.long
+    resume = (out / "checkpoint").is_dir()
+    config = LensConfig(size=args.size)
+    settings = None
+    if not resume:
+        settings = PretrainSettings(seed=0, steps=1_000_000)
+        per_step = time_steps(config, settings, corpus)
+        settings.steps = int(max(100, args.pretrain_minutes * 60 * 0.92 / per_step))
+        settings.save_every = 250
+        log(f"long pre-training: {settings.steps} steps (~{per_step:.2f} s/step) on {len(corpus):,} packets")
+    started = time.perf_counter()
+    step = _steps_of(out) or 0
+    milestone = 250
+    while True:
+        while milestone <= step:
+            milestone *= 2
+        left = args.pretrain_minutes * 60 - (time.perf_counter() - started)
+        if left <= 0:
+            break
+        result = pretrain(pre_ws, out, config=None if resume else config, settings=settings, resume=resume,
+                          overwrite=not resume, max_seconds=left, stop_after=milestone - step, progress=False,
+                          corpus=corpus)
+        resume, settings = True, None
+        step = result.steps_done
+        snap = out / "snapshots" / f"step-{step}"
+        if snap.exists():
+            shutil.rmtree(snap)
+        snap.mkdir(parents=True)
+        for name in ("config.json", "model.safetensors"):
+            shutil.copy2(out / name, snap / name)
+        log(f"step {step}: msp {result.history[-1]['msp']:.3f} pop {result.history[-1]['pop']:.3f} "
+            f"htp {result.history[-1]['htp']:.3f}; snapshot {snap}")
+        total = json.loads((out / "checkpoint" / "trainer_state.json").read_text())["settings"]["steps"]
+        if not result.stopped_early or step >= total:
+            break
+    print(json.dumps({"long_steps": step, "long_dir": str(out), "seconds": round(time.perf_counter() - started, 1)}))
     return 0
 
 
