@@ -189,7 +189,7 @@ def test_killed_worker_mid_ingest_loses_no_capture(cluster, plain, tmp_path):
         killed = None
         while thread.is_alive() and killed is None:
             for pid in _children(worker_node):
-                if _cmdline(pid).startswith(("ray::ingest_capture", "ray::read_chunk")):
+                if _cmdline(pid).startswith(("ray::meter_captures", "ray::read_chunk", "ray::encode_parts")):
                     try:
                         os.kill(pid, signal.SIGKILL)
                         killed = _cmdline(pid) or "ray task"

@@ -372,9 +372,10 @@ def ingest(
                                 help="Stop at the first unreadable capture instead of reporting it."),
     overwrite: bool = typer.Option(False, "--overwrite/--no-overwrite", help="Replace a workspace already in OUT."),
     quiet: bool = typer.Option(False, "--quiet/--no-quiet", "-q", help="No progress bar."),
-    ray: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS",
-                                      help="Over Ray: one task per capture (and per chunk of a large one); 'local' "
-                                      "starts a Ray here, 'auto' joins this machine's cluster, or HOST:PORT."),
+    ray: Optional[str] = typer.Option(None, "--ray", "--ray-address", metavar="[ADDRESS]",
+                                      help="Over Ray: one task per capture (and per chunk of a large one); --ray "
+                                      "alone starts a Ray here, ADDRESS 'auto' joins this machine's cluster, or "
+                                      "HOST:PORT."),
 ) -> None:
     """Turn captures into a workspace: flows.parquet (CICFlowMeter columns) and packets.parquet (masked views).
 
@@ -1223,9 +1224,10 @@ def detect_command(
     quiet: bool = typer.Option(False, "--quiet/--no-quiet", "-q", help="No live summary on the terminal."),
     threads: Optional[int] = typer.Option(1, "--threads", min=1, max=512, help="CPU threads for the model "
                                           "(default 1: detection is designed for one core)."),
-    ray: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS",
-                                      help="Over Ray, one task per capture, alerts merged in time order; 'local' "
-                                      "starts a Ray here, 'auto' joins this machine's cluster, or HOST:PORT."),
+    ray: Optional[str] = typer.Option(None, "--ray", "--ray-address", metavar="[ADDRESS]",
+                                      help="Over Ray, one task per capture, alerts merged in time order; --ray "
+                                      "alone starts a Ray here, ADDRESS 'auto' joins this machine's cluster, or "
+                                      "HOST:PORT."),
 ) -> None:
     """Scan captures or a live interface and write Suricata-EVE alerts with explanations, as traffic arrives.
 
@@ -1354,9 +1356,10 @@ def embed_command(
     workspace: Path = typer.Argument(..., help="Workspace whose flows are embedded."),
     encoder: Path = typer.Option(..., "--encoder", help="Saved traffic encoder folder (e.g. from `packetclip "
                                  "encoder pretrain`)."),
-    ray: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS",
-                                      help="Over Ray: actors holding the model embed batches of flows; 'local' "
-                                      "starts a Ray here, 'auto' joins this machine's cluster, or HOST:PORT."),
+    ray: Optional[str] = typer.Option(None, "--ray", "--ray-address", metavar="[ADDRESS]",
+                                      help="Over Ray: actors holding the model embed batches of flows; --ray "
+                                      "alone starts a Ray here, ADDRESS 'auto' joins this machine's cluster, or "
+                                      "HOST:PORT."),
     actors: Optional[int] = typer.Option(None, "--actors", min=1, max=100000, help="With --ray: model actors "
                                          "(default: one per CPU of the cluster)."),
     batch_flows: Optional[int] = typer.Option(None, "--batch-flows", min=1, max=1_000_000, help="With --ray: flows "
@@ -1386,9 +1389,10 @@ def embed_command(
 
         emb, info = embed_workspace(workspace, encoder, progress=not quiet)
     rate = info["flows"] / info["seconds"] if info["seconds"] > 0 else 0.0
+    startup = f" after {info['startup_seconds']:.1f} s of actor start-up" if info.get("startup_seconds") else ""
     typer.echo(f"{info['flows']:,} flows embedded ({emb.shape[1] if emb.ndim == 2 else 0} dims, encoder "
-               f"{info['fingerprint'][:12]}, {info['workers']} worker(s)) in {info['seconds']:.1f} s, {rate:,.0f} "
-               f"flows/s; stored in {workspace}")
+               f"{info['fingerprint'][:12]}, {info['workers']} worker(s)) in {info['seconds']:.1f} s{startup}, "
+               f"{rate:,.0f} flows/s; stored in {workspace}")
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -1398,6 +1402,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     or written); 130 interrupted; 1 an unexpected error (``-v`` shows its traceback).
     """
     configure_logging(False)
+    from packetclip.scale.cluster import expand_ray_flag
+
+    argv = expand_ray_flag(sys.argv[1:] if argv is None else list(argv))   # `--ray` with an optional ADDRESS
     try:
         rv = app(args=argv, prog_name="packetclip", standalone_mode=False)
     except _click_errors.NoArgsIsHelpError as err:

@@ -65,3 +65,36 @@ def task_failure(err: BaseException) -> str:
         return cause.one_line()
     text = " ".join(str(cause or err).split())
     return f"{type(err).__name__}: {text[:300]}"
+
+
+#: Options taking an optional Ray address: alone they mean a local Ray.
+RAY_FLAGS = ("--ray",)
+
+
+def looks_like_ray_address(word: str) -> bool:
+    """``local``, ``auto``, ``HOST:PORT`` or ``ray://HOST:PORT``; a capture path or another option is not."""
+    return word in ("local", "auto") or (":" in word and not word.startswith("-"))
+
+
+def expand_ray_flag(argv: list[str]) -> list[str]:
+    """``--ray`` with an optional ADDRESS, for a CLI library whose options cannot make their value optional:
+    ``--ray`` followed by an address becomes ``--ray=ADDRESS``; ``--ray`` followed by anything else (a capture,
+    another option, nothing) becomes ``--ray=local``. Words after ``--`` are left alone."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "--":
+            out.extend(argv[i:])
+            break
+        if word in RAY_FLAGS:
+            following = argv[i + 1] if i + 1 < len(argv) else None
+            if following is not None and looks_like_ray_address(following):
+                out.append(f"{word}={following}")
+                i += 2
+                continue
+            out.append(f"{word}=local")
+        else:
+            out.append(word)
+        i += 1
+    return out

@@ -36,14 +36,16 @@ import pyarrow.compute as pc
 
 from packetclip.errors import PacketClipError
 from packetclip.scale.cluster import require_ray, task_failure
-from packetclip.traffic.ingest import (IngestSettings, _FlowTableWriter, _packet_schema, _write_packets,
-                                       capture_manifest)
+from packetclip.scale.parquet_parts import PartConcat, encode_table
+from packetclip.traffic.ingest import IngestSettings, _from_numpy, _packet_schema, _write_packets, capture_manifest
 from packetclip.traffic.stream import CaptureSummary
 from packetclip.traffic.workspace import Workspace
 from packetclip.util.progress import progress as progress_bar
 
 #: Captures larger than this are read in chunks of about this size (one task each).
 DEFAULT_CHUNK_BYTES = 256 << 20
+#: Small captures are metered in bundles of about this many bytes (one task each).
+DEFAULT_BUNDLE_BYTES = 64 << 20
 
 
 # --- planning: record-aligned chunks ------------------------------------------------------------------------
@@ -265,7 +267,7 @@ class _Collect:
 
 @dataclass
 class CaptureResult:
-    """What one capture's task hands back: its flow and packet tables (flow ids from 0, ``file_index`` 0)."""
+    """What one capture's metering yields: its flow and packet tables (flow ids from 0, ``file_index`` 0)."""
 
     summary: CaptureSummary
     flows: pa.Table | None
@@ -298,6 +300,55 @@ def ingest_capture(path: str, settings: IngestSettings, strict: bool, *chunks: C
     return CaptureResult(summary, flow_table, packets, summary.flows, stored, socket.gethostname())
 
 
+@dataclass
+class MeterInfo:
+    """The small half of a metering task's result: enough for the driver to number flows and report, without
+    fetching the tables."""
+
+    summaries: list
+    n_flows: list
+    stored: list
+    host: str
+
+
+def meter_captures(paths: list[str], settings: IngestSettings, strict: bool, *chunks: ChunkRead):
+    """Ray task (two returns): the captures of one bundle metered one after another, each on its own (as a
+    plain ingest restarts the meter per capture); (:class:`MeterInfo`, per-capture (flows, packets) tables)."""
+    results = [ingest_capture(p, settings, strict, *chunks) for p in paths]
+    info = MeterInfo([r.summary for r in results], [r.n_flows for r in results],
+                     [r.stored_packets for r in results], results[0].host if results else "")
+    return info, [(r.flows, r.packets) for r in results]
+
+
+def flow_part(table: pa.Table) -> bytes:
+    """The flow table as one Parquet part, written as :class:`~packetclip.traffic.ingest._FlowTableWriter`
+    writes it (required numeric columns, dictionary pages for strings only, row groups of 16,384)."""
+    schema = pa.schema([f.with_nullable(False) if _from_numpy(f.type) else f for f in table.schema])
+    repeated = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+                or pa.types.is_dictionary(f.type)]
+    table = pa.Table.from_arrays(table.columns, schema=schema)
+    return encode_table(table, row_group_size=16_384, use_dictionary=repeated)
+
+
+def packet_part(table: pa.Table) -> bytes:
+    """The packet table as one Parquet part, with ingest's packet writer settings (no dictionary pages)."""
+    return encode_table(table, use_dictionary=False)
+
+
+def encode_parts(tables: list, base: int, first_index: int) -> tuple[bytes | None, bytes | None]:
+    """Ray task: a bundle's tables renumbered (flow ids from ``base``, file indexes from ``first_index``) and
+    encoded as Parquet parts, so that the driver only copies bytes."""
+    flows, packets = [], []
+    for k, (f, p) in enumerate(tables):
+        if f is not None and f.num_rows:
+            flows.append(_renumber(f, base, first_index + k))
+        if p is not None and p.num_rows:
+            packets.append(_renumber(p, base, first_index + k))
+        base += 0 if f is None else f.num_rows
+    return (flow_part(pa.concat_tables(flows)) if flows else None,
+            packet_part(pa.concat_tables(packets)) if packets else None)
+
+
 # --- driver -------------------------------------------------------------------------------------------------
 
 def _renumber(table: pa.Table | None, base: int, file_index: int) -> pa.Table | None:
@@ -312,11 +363,35 @@ def _renumber(table: pa.Table | None, base: int, file_index: int) -> pa.Table | 
     return table
 
 
+def plan_bundles(sizes: Sequence[int], chunked: Sequence[bool], target_bytes: int) -> list[list[int]]:
+    """Consecutive captures grouped into tasks of about ``target_bytes`` (a chunked capture alone): one task per
+    tiny capture spent more on Ray's per-task costs than on the capture."""
+    bundles: list[list[int]] = []
+    current: list[int] = []
+    current_bytes = 0
+    for i, (size, is_chunked) in enumerate(zip(sizes, chunked)):
+        if is_chunked:
+            if current:
+                bundles.append(current)
+                current, current_bytes = [], 0
+            bundles.append([i])
+            continue
+        current.append(i)
+        current_bytes += size
+        if current_bytes >= target_bytes or len(current) >= 256:
+            bundles.append(current)
+            current, current_bytes = [], 0
+    if current:
+        bundles.append(current)
+    return bundles
+
+
 @dataclass
 class RayIngestReport:
     """What happened on the cluster (stored in the manifest under ``ray``)."""
 
     tasks: int = 0
+    bundles: int = 0
     chunked_captures: int = 0
     chunks: int = 0
     failed_captures: list[str] = field(default_factory=list)
@@ -332,10 +407,19 @@ def ingest_captures_ray(
     strict: bool = False,
     overwrite: bool = False,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    bundle_bytes: int = DEFAULT_BUNDLE_BYTES,
     max_retries: int = 3,
+    window: int | None = None,
 ) -> Workspace:
     """:func:`~packetclip.traffic.ingest.ingest_captures` over a Ray cluster (``ray.init`` done by the caller,
-    e.g. :func:`~packetclip.scale.cluster.ray_session`); same tables, same manifest keys plus ``ray``."""
+    e.g. :func:`~packetclip.scale.cluster.ray_session`); same tables, same manifest keys plus ``ray``.
+
+    Two kinds of task: *meter* (a bundle of captures, or one chunked capture, through the flow meter; returns
+    the flow counts apart from the tables) and *encode* (a bundle's tables renumbered and encoded as Parquet
+    parts, submitted once the flow counts of every earlier bundle are known). The driver copies the parts'
+    bytes into the two tables (:class:`~packetclip.scale.parquet_parts.PartConcat`) and writes the manifest.
+    At most ``window`` (default: twice the cluster's CPUs) bundles are in flight, which bounds the memory the
+    object store holds whatever the number of captures."""
     from packetclip.traffic.flows import CIC_FEATURE_COLUMNS
 
     ray = require_ray()
@@ -351,73 +435,124 @@ def ingest_captures_ray(
     ws = Workspace.create(out_dir, overwrite=overwrite)
     started = time.perf_counter()
     report = RayIngestReport()
-
-    read_task = ray.remote(num_cpus=1, max_retries=max_retries)(read_chunk)
-    capture_task = ray.remote(num_cpus=1, max_retries=max_retries)(ingest_capture)
-    refs = []
-    for p in paths:
-        plan = plan_chunks(p, chunk_bytes)
-        chunk_refs = []
-        if plan is not None:
-            chunk_refs = [read_task.remote(str(p), plan.prefix_end, a, b) for a, b in plan.ranges]
-            report.chunked_captures += 1
-            report.chunks += len(chunk_refs)
-        # the path is absolute so that workers in other folders (or nodes sharing the storage) find it
-        refs.append(capture_task.remote(str(p.resolve()), settings, strict, *chunk_refs))
-    report.tasks = len(refs) + report.chunks
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    window = window or 2 * cpus
 
     sizes = [p.stat().st_size for p in paths]
+    plans = [plan_chunks(p, chunk_bytes) for p in paths]
+    target = max(1 << 20, min(bundle_bytes, sum(sizes) // (4 * cpus)))   # several tasks per CPU at least
+    bundles = plan_bundles(sizes, [pl is not None for pl in plans], target)
+    report.bundles = len(bundles)
+    read_task = ray.remote(num_cpus=1, max_retries=max_retries)(read_chunk)
+    meter_task = ray.remote(num_cpus=1, max_retries=max_retries, num_returns=2)(meter_captures)
+    encode_task = ray.remote(num_cpus=1, max_retries=max_retries)(encode_parts)
+    meter_refs: list = []
+
+    def submit(b: int) -> None:
+        members = bundles[b]
+        chunk_refs = []
+        plan = plans[members[0]]
+        if plan is not None:
+            chunk_refs = [read_task.remote(str(paths[members[0]]), plan.prefix_end, a, e) for a, e in plan.ranges]
+            report.chunked_captures += 1
+            report.chunks += len(chunk_refs)
+        # absolute paths, so that workers in other folders (or nodes sharing the storage) find them
+        meter_refs.append(meter_task.remote([str(paths[i].resolve()) for i in members], settings, strict,
+                                            *chunk_refs))
+
     summaries: list[CaptureSummary] = []
     stored = 0
     hosts: set[str] = set()
+    bundle_size = [sum(sizes[i] for i in members) for members in bundles]
+
+    def failed(members: list[int], what: str, err: BaseException) -> None:
+        for i in members:
+            line = f"{paths[i]}: {what} failed after {max_retries} retries: {task_failure(err)}"
+            report.failed_captures.append(line)
+            summaries.append(CaptureSummary(path=str(paths[i]), file_index=i, error=line))
+
     with contextlib.ExitStack() as files, progress_bar("ingest (ray)", total=sum(sizes), enabled=progress,
                                                        unit="bytes") as bar:
-        flow_writer = _FlowTableWriter(files.enter_context(ws.atomic(ws.path("flows").name)))
-        packet_writer = None
+        flows_path = files.enter_context(ws.atomic(ws.path("flows").name))
+        flow_out = PartConcat(flows_path, reencode=flow_part)
+        packet_out = None
         if settings.write_packets:
-            import pyarrow.parquet as pq
-
-            packet_writer = pq.ParquetWriter(files.enter_context(ws.atomic(ws.path("packets").name)),
-                                             _packet_schema(settings.view_bytes), use_dictionary=False)
+            packet_out = PartConcat(files.enter_context(ws.atomic(ws.path("packets").name)), reencode=packet_part)
         try:
             base = 0
-            pending = list(refs)
-            size_of = {r.hex(): size for r, size in zip(refs, sizes)}    # hex keys: they do not pin results
-            finished = 0
-            for index in range(len(refs)):
-                ref, refs[index] = refs[index], None    # written results are released from the object store
-                while ref in pending:   # progress over every finished task, written in capture order
-                    done, pending = ray.wait(pending, num_returns=1, timeout=0.5)
-                    finished += sum(size_of[r.hex()] for r in done)
-                    bar.set(finished)
+            encoding: list = []            # (bundle, encode ref, tables ref) in bundle order, written in order
+            done_bytes = 0
+            info_pending: dict = {}
+
+            def write_head() -> None:
+                nonlocal stored
+                b, enc_ref, tables_ref, info = encoding.pop(0)
                 try:
-                    result: CaptureResult = ray.get(ref)
+                    flow_bytes, packet_bytes = ray.get(enc_ref)
+                except Exception as err:  # noqa: BLE001 (the encode task died for good: try here once)
+                    try:
+                        first_base = info["base"]
+                        flow_bytes, packet_bytes = encode_parts(ray.get(tables_ref), first_base, bundles[b][0])
+                    except Exception:  # noqa: BLE001 (reported per capture below)
+                        for k, i in enumerate(bundles[b]):
+                            line = f"{paths[i]}: encoding failed: {task_failure(err)}"
+                            report.failed_captures.append(line)
+                            info["summaries"][k].error = line
+                        return
+                flow_out.append(flow_bytes)
+                if packet_out is not None:
+                    packet_out.append(packet_bytes)
+                stored += info["stored"]
+
+            for b, members in enumerate(bundles):
+                while len(meter_refs) < min(len(bundles), b + window):
+                    submit(len(meter_refs))
+                    info_pending[meter_refs[-1][0].hex()] = len(meter_refs) - 1
+                info_ref, tables_ref = meter_refs[b]
+                while info_ref.hex() in info_pending:    # progress over every finished bundle
+                    done, _ = ray.wait([r for r, _t in meter_refs if r is not None and r.hex() in info_pending],
+                                       num_returns=1,
+                                       timeout=0.5)
+                    for r in done:
+                        done_bytes += bundle_size[info_pending.pop(r.hex())]
+                    bar.set(done_bytes)
+                try:
+                    info: MeterInfo = ray.get(info_ref)
                 except Exception as err:  # noqa: BLE001 (Ray wraps worker deaths and task errors alike)
                     cause = getattr(err, "cause", None)
                     if strict and isinstance(cause, PacketClipError):
                         raise cause from None
-                    line = f"{paths[index]}: task failed after {max_retries} retries: {task_failure(err)}"
-                    report.failed_captures.append(line)
-                    summaries.append(CaptureSummary(path=str(paths[index]), file_index=index, error=line))
+                    failed(members, "task", err)
+                    meter_refs[b] = (None, None)
                     continue
-                summary = result.summary
-                summary.path, summary.file_index = str(paths[index]), index
-                summaries.append(summary)
-                hosts.add(result.host)
-                flow_writer.write(_renumber(result.flows, base, index))
-                if packet_writer is not None and result.packets is not None:
-                    for batch in _renumber(result.packets, base, index).to_batches():
-                        packet_writer.write_batch(batch)
-                    stored += result.stored_packets
-                base += result.n_flows
+                meter_refs[b] = (None, None)      # the driver keeps no reference once the encode task holds one
+                for i, summary in zip(members, info.summaries):
+                    summary.path, summary.file_index = str(paths[i]), i
+                    summaries.append(summary)
+                hosts.add(info.host)
+                n = sum(info.n_flows)
+                encoding.append((b, encode_task.remote(tables_ref, base, members[0]), tables_ref,
+                                 {"base": base, "stored": sum(info.stored), "summaries": info.summaries}))
+                base += n
+                while encoding and (len(encoding) > window or ray.wait([encoding[0][1]], timeout=0)[0]):
+                    write_head()
+            while encoding:
+                write_head()
         finally:
-            if packet_writer is not None:
-                packet_writer.close()
-            flow_writer.close(["flow_id", "file_index", "capture", *CIC_FEATURE_COLUMNS])
+            flow_written = flow_out.close()
+            if packet_out is not None:
+                packet_out.close(empty_schema=_packet_schema(settings.view_bytes))
+        if flow_written == 0:
+            import pandas as pd
+
+            pd.DataFrame({c: [] for c in ["flow_id", "file_index", "capture", *CIC_FEATURE_COLUMNS]}).to_parquet(
+                flows_path, index=False)
     if not settings.write_packets:
         ws.path("packets").unlink(missing_ok=True)
+    report.tasks = 2 * len(bundles) + report.chunks          # meter + encode per bundle, reads per chunk
     report.hosts = sorted(hosts)
-    manifest = capture_manifest(settings, summaries, stored=stored, flows=flow_writer.rows, started=started)
+    summaries.sort(key=lambda s: s.file_index)
+    manifest = capture_manifest(settings, summaries, stored=stored, flows=flow_written, started=started)
     manifest["ray"] = asdict(report)
     ws.write_manifest(manifest)
     return ws

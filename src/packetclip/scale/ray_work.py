@@ -1,8 +1,9 @@
 """Embedding and detection over Ray.
 
-- :func:`embed_workspace_ray`: actors each load the encoder once and embed batches of flow ids; the driver
-  feeds them through the workspace's embedding store (``Workspace.embeddings``), so only missing flows are
-  computed and the store is written once, atomically, by the driver.
+- :func:`embed_workspace_ray` / :class:`EmbedPool`: actors each load the encoder once and stay up across
+  batches and calls, embedding batches of flow ids; the driver feeds them through the workspace's embedding
+  store (``Workspace.embeddings``), so only missing flows are computed and the store is written once,
+  atomically, by the driver, in flow order.
 - :func:`detect_captures_ray`: one task per capture running :func:`packetclip.detect.api.run_detect` into a
   file of its own; the driver merges every capture's EVE lines in time order (ties: capture order, then the
   order the capture wrote them) into ``alerts`` and/or stdout.
@@ -40,8 +41,66 @@ class EmbedWorker:
         self.encoder = load_encoder(encoder_path)
         self.workspace = Workspace.open(workspace)
 
+    def ready(self) -> bool:
+        return True
+
     def embed(self, flow_ids: np.ndarray) -> np.ndarray:
         return np.asarray(self.encoder.embed_flows(self.workspace, flow_ids, cache=False), np.float32)
+
+
+class EmbedPool:
+    """Ray actors that each load the encoder once and then embed any number of batches: start-up (importing
+    torch, loading the model; seconds per actor) is paid once per pool, not per call, and is timed apart
+    (``startup_seconds``) from the embedding itself.
+
+    Use as a context manager (the actors are killed on exit); ``embed`` may be called many times."""
+
+    def __init__(self, workspace: str | Path, encoder_path: str | Path, actors: int | None = None):
+        ray = require_ray()
+        if not ray.is_initialized():
+            raise PacketClipError("Ray is not initialised; use packetclip.scale.cluster.ray_session()")
+        self.ray = ray
+        self.size = int(actors or max(1, int(ray.cluster_resources().get("CPU", 1))))
+        t0 = time.perf_counter()
+        actor_cls = ray.remote(num_cpus=1, max_restarts=2, max_task_retries=2)(EmbedWorker)
+        self.actors = [actor_cls.remote(str(Path(encoder_path).resolve()), str(Path(workspace).resolve()))
+                       for _ in range(self.size)]
+        try:
+            ray.get([a.ready.remote() for a in self.actors])
+        except Exception as err:  # noqa: BLE001 (an actor that cannot load the encoder: one line)
+            self.close()
+            raise PacketClipError(f"embedding actors did not start: {task_failure(err)}") from None
+        self.startup_seconds = time.perf_counter() - t0
+
+    def embed(self, ids: np.ndarray, *, batch_flows: int | None = None, progress: bool = False,
+              embed_dim: int = 0) -> np.ndarray:
+        """Rows for ``ids`` in their order. Batches go to whichever actor is free (a slow node gets fewer);
+        default ``batch_flows``: four batches per actor (each batch reads its flows' views from the packet
+        table, a cost per call that small batches multiply)."""
+        from ray.util import ActorPool
+
+        ids = np.asarray(ids, np.int64)
+        if not len(ids):
+            return np.zeros((0, embed_dim), np.float32)
+        per_call = batch_flows or max(1, -(-len(ids) // (4 * self.size)))
+        parts = [ids[i:i + per_call] for i in range(0, len(ids), per_call)]
+        out = []
+        with progress_bar("embed (ray)", total=len(ids), enabled=progress) as bar:
+            for part, rows in zip(parts, ActorPool(self.actors).map(lambda a, p: a.embed.remote(p), parts)):
+                out.append(rows)
+                bar.advance(len(part))
+        return np.concatenate(out)
+
+    def close(self) -> None:
+        for actor in self.actors:
+            self.ray.kill(actor)
+        self.actors = []
+
+    def __enter__(self) -> "EmbedPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def embed_workspace(workspace: str | Path, encoder_path: str | Path, *, flow_ids: Sequence[int] | None = None,
@@ -61,48 +120,44 @@ def embed_workspace(workspace: str | Path, encoder_path: str | Path, *, flow_ids
 
 def embed_workspace_ray(workspace: str | Path, encoder_path: str | Path, *, flow_ids: Sequence[int] | None = None,
                         actors: int | None = None, batch_flows: int | None = None, progress: bool = True,
-                        cache: bool = True) -> tuple[np.ndarray, dict]:
-    """:func:`embed_workspace` with ``actors`` Ray actors (default: one per CPU of the cluster) embedding
-    batches of ``batch_flows`` flows (default: four calls per actor — every call reads its flows' views from the
-    packet table, a cost per call that small batches multiply); rows identical to a single-process embedding. ``cache=False`` computes
-    every flow and leaves the store alone (benchmarks)."""
+                        cache: bool = True, pool: EmbedPool | None = None) -> tuple[np.ndarray, dict]:
+    """:func:`embed_workspace` over an :class:`EmbedPool` (``pool``, kept warm by the caller across calls, or
+    one started for this call with ``actors`` actors, default one per CPU of the cluster); rows identical to a
+    single-process embedding, written by the driver into the store in flow order. ``cache=False`` computes
+    every flow and leaves the store alone (benchmarks). ``info``: ``seconds`` is the embedding alone,
+    ``startup_seconds`` the actors' start (0 with a warm ``pool``)."""
     from packetclip.encoders.base import load_encoder
     from packetclip.traffic.workspace import Workspace
 
-    ray = require_ray()
-    if not ray.is_initialized():
-        raise PacketClipError("Ray is not initialised; use packetclip.scale.cluster.ray_session()")
+    require_ray()
     ws = Workspace.open(workspace)
     encoder = load_encoder(encoder_path)          # for the fingerprint and store settings (the key of the store)
     ids = ws.flow_ids() if flow_ids is None else np.asarray(flow_ids, np.int64)
-    n_actors = int(actors or max(1, int(ray.cluster_resources().get("CPU", 1))))
-    info: dict = {"flows": int(len(ids)), "workers": n_actors, "fingerprint": encoder.fingerprint, "computed": 0}
-    t0 = time.perf_counter()
+    own = pool is None
+    t_start = time.perf_counter()
+    if own:
+        pool = EmbedPool(ws.root, encoder_path, actors)
+    info: dict = {"flows": int(len(ids)), "workers": pool.size, "fingerprint": encoder.fingerprint, "computed": 0,
+                  "startup_seconds": pool.startup_seconds if own else 0.0}
+    try:
+        t0 = time.perf_counter()
 
-    def compute(missing: np.ndarray) -> np.ndarray:
-        from ray.util import ActorPool
+        def compute(missing: np.ndarray) -> np.ndarray:
+            info["computed"] = int(len(missing))
+            return pool.embed(missing, batch_flows=batch_flows, progress=progress, embed_dim=encoder.embed_dim)
 
-        per_call = batch_flows or max(1, -(-len(missing) // (4 * n_actors)))
-        actor_cls = ray.remote(num_cpus=1, max_restarts=2, max_task_retries=2)(EmbedWorker)
-        pool = ActorPool([actor_cls.remote(str(Path(encoder_path).resolve()), str(ws.root.resolve()))
-                          for _ in range(min(n_actors, max(1, -(-len(missing) // per_call))))])
-        parts = [missing[i:i + per_call] for i in range(0, len(missing), per_call)]
-        out = []
-        with progress_bar("embed (ray)", total=len(missing), enabled=progress) as bar:
-            for part, rows in zip(parts, pool.map(lambda a, p: a.embed.remote(p), parts)):
-                out.append(rows)
-                bar.advance(len(part))
-        info["computed"] = int(len(missing))
-        return np.concatenate(out) if out else np.zeros((0, encoder.embed_dim), np.float32)
-
-    if not len(ids):
-        emb = np.zeros((0, encoder.embed_dim), np.float32)
-    elif cache:
-        emb = ws.embeddings(encoder.fingerprint, ids, compute, **encoder.store_settings())
-    else:
-        uniq, inverse = np.unique(ids, return_inverse=True)
-        emb = compute(uniq)[inverse.reshape(-1)]
-    info["seconds"] = time.perf_counter() - t0
+        if not len(ids):
+            emb = np.zeros((0, encoder.embed_dim), np.float32)
+        elif cache:
+            emb = ws.embeddings(encoder.fingerprint, ids, compute, **encoder.store_settings())
+        else:
+            uniq, inverse = np.unique(ids, return_inverse=True)
+            emb = compute(uniq)[inverse.reshape(-1)]
+        info["seconds"] = time.perf_counter() - t0
+    finally:
+        if own:
+            pool.close()
+    info["total_seconds"] = time.perf_counter() - t_start
     return emb, info
 
 
