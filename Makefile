@@ -1,5 +1,6 @@
 # Two commands matter: `make demo` and `make test`. Both create .venv on first use.
-# Quick look: `make demo DURATION=2m ENCODER_MINUTES=1` (lab traffic length; encoder pre-training budget).
+# Quick look: `make demo DURATION=2m` (lab traffic length). The demo uses the shipped pre-trained packet encoder;
+# ENCODER_MINUTES=N pre-trains one from scratch on the demo lab instead.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin

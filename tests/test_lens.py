@@ -185,6 +185,21 @@ def test_save_load_round_trip_safetensors_and_json(tmp_path, workspace):
     assert loaded.fingerprint == model.fingerprint
 
 
+def test_from_pretrained_by_shipped_name_round_trips(tmp_path, workspace):
+    """``LensModel.from_pretrained("lens-tiny")`` is the packaged encoder; saved again it loads identically."""
+    from packetclip.encoders.pretrained import default_packet_encoder_path
+
+    shipped = LensModel.from_pretrained("lens-tiny")
+    assert shipped.fingerprint == LensModel.from_pretrained(default_packet_encoder_path()).fingerprint
+    shipped.save_pretrained(tmp_path / "copy")
+    again = LensModel.from_pretrained(tmp_path / "copy")
+    assert again.fingerprint == shipped.fingerprint
+    ws_emb = again.embed_flows(workspace, cache=False)
+    assert ws_emb.shape[1] == shipped.embed_dim == shipped.config.k_packets * shipped.config.d_model
+    with pytest.raises(CheckpointError, match=r"not a saved model folder \(nor a shipped encoder name: lens-tiny\)"):
+        LensModel.from_pretrained(tmp_path / "lens-tiny-nowhere")
+
+
 def _rewrite(path, change):
     from safetensors.torch import load_file, save_file
 

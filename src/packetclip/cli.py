@@ -717,6 +717,19 @@ encoder_app = _typer("Packet encoder (Lens-style T5 over masked packet bytes): p
 app.add_typer(encoder_app, name="encoder")
 
 
+def _encoder_folder(value: Optional[Path], flag: str = "--encoder") -> Optional[Path]:
+    """An encoder folder as given, or the packaged folder of a shipped encoder name (``lens-tiny``)."""
+    if value is None:
+        return None
+    from packetclip.encoders.pretrained import resolve_encoder, shipped_names
+
+    folder = resolve_encoder(value)
+    if not folder.is_dir():
+        raise PacketClipError(f"no such {flag} folder (nor a shipped encoder: {', '.join(shipped_names())})",
+                              path=str(value))
+    return folder
+
+
 @encoder_app.command("pretrain")
 def encoder_pretrain(
     workspaces: List[Path] = typer.Argument(..., help="Workspaces with packet views (from ingest or lab synth)."),
@@ -774,7 +787,8 @@ def encoder_pretrain(
 
 @encoder_app.command("eval-generation")
 def encoder_eval_generation(
-    checkpoint: Path = typer.Argument(..., help="Model folder written by `packetclip encoder pretrain`."),
+    checkpoint: Path = typer.Argument(..., help="Model folder written by `packetclip encoder pretrain`, or "
+                                      "lens-tiny (the shipped pre-trained encoder)."),
     workspaces: List[Path] = typer.Argument(..., help="Workspace(s) whose split flows are evaluated."),
     split_name: str = typer.Option("test", "--split", help="Which split's flows: test, val or train."),
     max_packets: int = typer.Option(3000, "--max-packets", min=1, help="Packets evaluated (sampled, seeded)."),
@@ -789,13 +803,13 @@ def encoder_eval_generation(
 
     \b
     Example: packetclip encoder eval-generation models/lens-tiny ws/
+    Example: packetclip encoder eval-generation lens-tiny ws/
     """
     import json as _json
 
     if split_name not in ("test", "val", "train"):
         raise typer.BadParameter(f"must be test, val or train, not {split_name!r}", param_hint="'--split'")
-    if not checkpoint.is_dir():
-        raise PacketClipError("no such model folder", path=str(checkpoint))
+    checkpoint = _encoder_folder(checkpoint, "model")
     for path in workspaces:
         _open_workspace(path, packets=True)
     use_threads(threads)
@@ -1004,8 +1018,9 @@ def train_command(
                                        "bundle); for the detect recipe, the model folder (default: detect-model)."),
     recipe: str = typer.Option("default", "--recipe", help="Training recipe: default (flow-table encoder + host "
                                "context unless --encoder, rule-described alignment unless --alignment)."),
-    encoder: Optional[Path] = typer.Option(None, "--encoder", help="A packet encoder folder (Lens) to use instead "
-                                           "of a flow-table encoder fitted on the training flows."),
+    encoder: Optional[Path] = typer.Option(None, "--encoder", help="A packet encoder folder (Lens), or lens-tiny "
+                                           "(the shipped one), to use instead of a flow-table encoder fitted on "
+                                           "the training flows."),
     alignment: Optional[Path] = typer.Option(None, "--alignment", help="An alignment folder (`packetclip align "
                                              "train`) trained on the same encoder; default: a quick one is trained."),
     time_step: str = typer.Option("flow", "--time-step", help="What a time step is: flow (the flow alone, with its "
@@ -1040,9 +1055,9 @@ def train_command(
     _choice(time_step, TIME_STEPS, "--time-step")
     for ws in workspaces:
         _open_workspace(ws)
-    for folder, flag in ((encoder, "--encoder"), (alignment, "--alignment")):
-        if folder is not None and not folder.is_dir():
-            raise PacketClipError(f"no such {flag} folder", path=str(folder))
+    encoder = _encoder_folder(encoder)
+    if alignment is not None and not alignment.is_dir():
+        raise PacketClipError("no such --alignment folder", path=str(alignment))
     use_threads(threads)
     from packetclip.reasoning.train import ReasoningSettings, train_bundle
 
@@ -1094,7 +1109,8 @@ def align_train(
     traffic: str = typer.Option("packet", "--traffic", help="Traffic side: packet | packet+context | flow."),
     heads: str = typer.Option("both", "--heads", help="Trained heads: none (temperature only) | packet | both."),
     encoder: Optional[Path] = typer.Option(None, "--encoder", help="Traffic encoder folder (Lens for packet sides, "
-                                           "flow-table for flow; flow without it fits one on the training flows)."),
+                                           "flow-table for flow). Default: packet sides use the shipped "
+                                           "pre-trained lens-tiny; flow fits one on the training flows."),
     steps: int = typer.Option(3000, "--steps", min=1, help="Optimiser steps (paper: 3,000)."),
     batch_size: int = typer.Option(128, "--batch-size", min=2, help="Pairs per batch (paper: 128)."),
     lr: float = typer.Option(5e-4, "--lr", callback=_positive, help="Adam learning rate (> 0; paper: 5e-4)."),
@@ -1115,8 +1131,7 @@ def align_train(
     _open_workspace(workspace, packets=traffic != "flow")
     if out.exists() and not out.is_dir():
         raise PacketClipError("--out must be a folder", path=str(out))
-    if encoder is not None and not encoder.is_dir():
-        raise PacketClipError("no such encoder folder", path=str(encoder))
+    encoder = _encoder_folder(encoder)
     use_threads(threads)
     from packetclip.align.api import train_alignment
     from packetclip.align.train import TrainSettings
@@ -1354,8 +1369,9 @@ def reproduce_command(
 @app.command("embed")
 def embed_command(
     workspace: Path = typer.Argument(..., help="Workspace whose flows are embedded."),
-    encoder: Path = typer.Option(..., "--encoder", help="Saved traffic encoder folder (e.g. from `packetclip "
-                                 "encoder pretrain`)."),
+    encoder: Optional[Path] = typer.Option(None, "--encoder", help="Saved traffic encoder folder (e.g. from "
+                                           "`packetclip encoder pretrain`); default: lens-tiny, the shipped "
+                                           "pre-trained packet encoder."),
     ray: Optional[str] = typer.Option(None, "--ray", "--ray-address", metavar="[ADDRESS]",
                                       help="Over Ray: actors holding the model embed batches of flows; --ray "
                                       "alone starts a Ray here, ADDRESS 'auto' joins this machine's cluster, or "
@@ -1370,12 +1386,14 @@ def embed_command(
     """Embed every flow of a workspace into its embedding store (reused by align, search and probes).
 
     \b
+    Example: packetclip embed ws/lab
     Example: packetclip embed ws/lab --encoder models/lens-tiny
     Example: packetclip embed ws/big --encoder models/lens-tiny --ray auto
     """
+    from packetclip.encoders.pretrained import default_packet_encoder_path
+
     _open_workspace(workspace)
-    if not encoder.is_dir():
-        raise PacketClipError("no such encoder folder", path=str(encoder))
+    encoder = _encoder_folder(encoder) if encoder is not None else default_packet_encoder_path()
     if ray is not None:
         from packetclip.scale.cluster import ray_session
         from packetclip.scale.ray_work import embed_workspace_ray

@@ -26,7 +26,7 @@ class DemoRun:
     duration_s: float
     report: Report
     console: Console
-    encoder_minutes: float = 3.0
+    encoder_minutes: float | None = None    # None: the shipped pre-trained encoder; minutes: pre-train one here
     align_steps: int = 1000
     state: dict = field(default_factory=dict)
 
@@ -109,33 +109,86 @@ def stage_descriptions(run: DemoRun) -> None:
     run.report.record(descriptions=int(len(table)))
 
 
+def encoder_dir(run: DemoRun) -> Path:
+    """The packet encoder later stages use: the shipped pre-trained one, or the one pre-trained here with
+    ``--encoder-minutes``."""
+    if run.encoder_minutes is None:
+        from packetclip.encoders.pretrained import default_packet_encoder_path
+
+        return default_packet_encoder_path()
+    return run.out / "models" / "lens-tiny"
+
+
+def _shipped_encoder_section(run: DemoRun, model_dir: Path) -> str:
+    """Section 5 for the shipped encoder: what its card says (figures from its metadata.json)."""
+    from packetclip.encoders.pretrained import DEFAULT_PACKET_ENCODER, metadata
+
+    meta = metadata(DEFAULT_PACKET_ENCODER)
+    weights, pre = meta.get("weights", {}), meta.get("pretraining", {})
+    run.report.section("5. Packet encoder (shipped pre-trained Lens, tiny)",
+                       f"No pre-training here: every stage uses `{DEFAULT_PACKET_ENCODER}`, the Lens-style T5 packet "
+                       "encoder shipped in the package (`LensModel.from_pretrained(\"lens-tiny\")`, `--encoder "
+                       "lens-tiny`; its card is `src/packetclip/encoders/pretrained/lens-tiny/card.md`). Pre-train "
+                       "one on this workspace instead with `--encoder-minutes N` (`make demo ENCODER_MINUTES=N`).")
+    rows = [["pre-training steps", pre.get("step")], ["parameters", weights.get("parameters")],
+            ["weights (MB)", round(weights.get("file_bytes", 0) / 1e6, 1)], ["fingerprint", weights.get("fingerprint")]]
+    last = pre.get("losses_last_steps", {})
+    rows += [[f"training loss, {name} (last steps)", last.get(key)] for key, name in
+             (("msp", "masked span"), ("pop", "packet order"), ("htp", "homologous traffic")) if key in last]
+    run.report.table(["what", "value"], rows)
+    if meta.get("data"):
+        run.report.section("Pre-training data of the shipped encoder", meta["data"])
+    seeds = meta.get("pretrain_lab_seeds", [])
+    run.report.record(demo_encoder=f"{DEFAULT_PACKET_ENCODER} (shipped, step {pre.get('step')})")
+    if run.seed in seeds:
+        return (f" Caution: lab seed {run.seed} is one the shipped encoder was pre-trained on, so this capture "
+                "may repeat flows it saw; run the demo with another --seed for an honest probe.")
+    return (" The shipped encoder never saw this capture (pre-trained on other lab seeds and nDPI captures); "
+            "train and test flows are both new to it.")
+
+
 def stage_encoder(run: DemoRun) -> None:
-    """Pre-train a tiny Lens packet encoder on the lab workspace's train split, then probe its frozen flow
-    embeddings: the probe is fitted on train flows and scored on test flows, which pre-training never saw."""
+    """The packet encoder: the shipped pre-trained Lens (default; loaded, not trained), or with
+    ``--encoder-minutes`` a tiny Lens pre-trained here on the train split. Then a linear probe on its frozen flow
+    embeddings, fitted on train flows and scored on test flows, against the same architecture untrained."""
     import numpy as np
 
     from packetclip.encoders.lens import LensModel
-    from packetclip.encoders.pretrain import pretrain_default
     from packetclip.evaluate.probe import linear_probe
     from packetclip.traffic.workspace import Workspace
 
     ws = Workspace.open(run.workspace)
-    model_dir = run.out / "models" / "lens-tiny"
-    result = pretrain_default(run.workspace, model_dir, minutes=run.encoder_minutes, seed=run.seed, progress=True)
-    last = result.history[-1] if result.history else {}
-    run.report.section("5. Packet encoder (Lens-style T5, tiny)",
-                       f"`packetclip encoder pretrain --size tiny`: {result.steps_done} steps in {result.seconds:.0f} s "
-                       "with masked span, packet order and homologous traffic prediction on the lab's masked packet "
-                       "views (the step count is fitted to the time budget, so a faster machine trains longer).")
-    if last:
-        run.report.table(["objective", "last loss"], [["masked span", last.get("msp")], ["packet order", last.get("pop")],
-                                                      ["homologous traffic", last.get("htp")]])
-    curves = model_dir / "loss_curves.png"
-    if curves.is_file():
-        run.report.figure(curves, "pre-training loss curves of the three objectives")
+    model_dir = encoder_dir(run)
+    if run.encoder_minutes is None:
+        unseen = _shipped_encoder_section(run, model_dir)
+        name = "shipped pre-trained"
+    else:
+        from packetclip.encoders.pretrain import pretrain_default
 
-    # Linear probe on frozen flow embeddings. The split stage split by flow; pre-training read only its train
-    # flows, so the test flows the probe is scored on were never seen by the encoder.
+        result = pretrain_default(run.workspace, model_dir, minutes=run.encoder_minutes, seed=run.seed,
+                                  progress=True)
+        last = result.history[-1] if result.history else {}
+        run.report.section("5. Packet encoder (Lens-style T5, tiny, pre-trained here)",
+                           f"`packetclip encoder pretrain --size tiny` (demo `--encoder-minutes "
+                           f"{run.encoder_minutes:g}`): {result.steps_done} steps in {result.seconds:.0f} s with masked "
+                           "span, packet order and homologous traffic prediction on the lab's masked packet views (the "
+                           "step count is fitted to the time budget, so a faster machine trains longer). Without "
+                           "`--encoder-minutes` the demo uses the shipped pre-trained encoder instead.")
+        if last:
+            run.report.table(["objective", "last loss"], [["masked span", last.get("msp")],
+                                                          ["packet order", last.get("pop")],
+                                                          ["homologous traffic", last.get("htp")]])
+        curves = model_dir / "loss_curves.png"
+        if curves.is_file():
+            run.report.figure(curves, "pre-training loss curves of the three objectives")
+        run.report.record(demo_encoder=f"pre-trained here ({result.steps_done} steps)")
+        unseen = (" The encoder was pre-trained on the train-split flows only, so the test flows were never "
+                  "seen by it.")
+        name = "pre-trained"
+    run.state["encoder"] = model_dir
+
+    # Linear probe on frozen flow embeddings. The split stage split by flow; an encoder pre-trained here read
+    # only its train flows, so the test flows the probe is scored on were never seen by the encoder.
     table = ws.splits()[["flow_id", "split"]].merge(ws.labels()[["flow_id", "label"]], on="flow_id")
     table = table[table["split"].isin(["train", "test"])]
     per_class = table.groupby(["split", "label"], group_keys=False)[["flow_id", "split", "label"]].apply(
@@ -147,26 +200,27 @@ def stage_encoder(run: DemoRun) -> None:
     y = per_class["label"].to_numpy()
     rows = []
     pretrained = LensModel.from_pretrained(model_dir)
-    for name, model in (("pre-trained", pretrained), ("random init", LensModel(pretrained.config, seed=run.seed))):
+    for label, key, model in ((name, "pre_trained", pretrained),
+                              ("random init", "random_init", LensModel(pretrained.config, seed=run.seed))):
         model.eval()
         emb = model.embed_flows(ws, per_class["flow_id"].to_numpy())
         score = linear_probe(emb[train], y[train], emb[~train], y[~train], seed=run.seed)
-        rows.append([name, score.n_train, score.n_test, round(score.macro_f1, 3)])
-        run.report.record(**{f"demo_probe_f1_{name.replace(' ', '_').replace('-', '_')}": round(score.macro_f1, 4)})
+        rows.append([label, score.n_train, score.n_test, round(score.macro_f1, 3)])
+        run.report.record(**{f"demo_probe_f1_{key}": round(score.macro_f1, 4)})
     run.report.section("6. Linear probe on frozen flow embeddings",
                        "Logistic regression on the encoder's pooled embedding of each flow's first packets, "
-                       "10 lab classes. The encoder was pre-trained on the train-split flows only; the probe is "
-                       "fitted on train flows (up to 400 per class) and scored on test flows (up to 100 per "
-                       "class) that pre-training never saw; macro F1.")
+                       "lab classes, fitted on train flows (up to 400 per class) and scored on test flows (up to "
+                       "100 per class); macro F1, next to the same architecture untrained." + unseen)
     run.report.table(["encoder", "train flows", "test flows", "macro F1"], rows)
 
 
 def stage_align(run: DemoRun) -> None:
-    """Traffic-language alignment on the demo's described, split workspace with the encoder pre-trained above:
-    Table 1, Figure 7 and three example searches written without class names."""
+    """Traffic-language alignment on the demo's described, split workspace with the packet encoder of stage 5
+    (the shipped one unless ``--encoder-minutes``): Table 1, Figure 7 and three example searches written without
+    class names."""
     from packetclip.align import demo_stage
 
-    encoder = run.out / "models" / "lens-tiny"
+    encoder = run.state.get("encoder") or encoder_dir(run)
     result = demo_stage(run.workspace, run.out / "align", encoder=encoder if (encoder / "config.json").is_file() else None,
                         seed=run.seed, steps=run.align_steps, curve_steps=max(100, run.align_steps // 2),
                         report=run.report)
@@ -321,7 +375,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("demo-report"))
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--duration", type=float, default=300.0, help="seconds of simulated lab traffic")
-    parser.add_argument("--encoder-minutes", type=float, default=3.0, help="pre-training budget of the tiny encoder")
+    parser.add_argument("--encoder-minutes", type=float, default=None,
+                        help="pre-train a tiny packet encoder from scratch on the demo lab for this many minutes "
+                             "(default: none; every stage uses the shipped pre-trained lens-tiny)")
     parser.add_argument("--align-steps", type=int, default=1000, help="alignment training steps")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the free cores)")
     args = parser.parse_args(argv)

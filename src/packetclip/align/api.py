@@ -30,13 +30,15 @@ def fit_flow_encoder(workspace: Workspace, flow_ids: np.ndarray, out: Path, *, e
 
 def traffic_side_for(kind: str, workspace: Workspace, encoder: str | Path | None, out: Path | None = None, *,
                      train_ids: np.ndarray | None = None, seed: int = 0) -> TrafficSide:
-    """The traffic side of a Table 1 row: from ``encoder`` (a saved encoder folder), or for ``flow`` without one,
-    a flow-table encoder fitted on the training flows and saved beside the alignment (``out/flow-encoder``)."""
+    """The traffic side of a Table 1 row: from ``encoder`` (a saved encoder folder or a shipped name), for the
+    packet sides without one the shipped pre-trained Lens (``lens-tiny``), and for ``flow`` without one a
+    flow-table encoder fitted on the training flows and saved beside the alignment (``out/flow-encoder``)."""
+    if encoder is None and kind != "flow":
+        from packetclip.encoders.pretrained import default_packet_encoder_path
+
+        encoder = default_packet_encoder_path()
     if encoder is not None:
         return TrafficSide.load(kind, encoder)
-    if kind != "flow":
-        raise PacketClipError(f"--traffic {kind} needs --encoder (a packet encoder folder, e.g. from "
-                              "`packetclip encoder pretrain`)")
     if out is None or train_ids is None:
         raise PacketClipError("--traffic flow without --encoder needs the training flows and an output folder")
     path = Path(out) / "flow-encoder"
@@ -89,7 +91,13 @@ def load_for_workspace(model_dir: str | Path, workspace: Workspace, encoder: str
     other than the one it was trained on, in one line."""
     model = AlignModel.from_pretrained(model_dir)
     rec = model.config.traffic_encoder
+    from packetclip.encoders.pretrained import is_shipped_name, resolve_encoder
+
     path = encoder or rec.get("path")
+    if path and not encoder and not Path(path).is_dir() and is_shipped_name(Path(path).name):
+        path = Path(path).name        # the shipped encoder of another install: the fingerprint check below decides
+    if path:
+        path = resolve_encoder(path)
     if not path or not Path(path).is_dir():
         raise PacketClipError(f"the traffic encoder of this alignment is not at {path!r}; pass --encoder",
                               path=str(model_dir))

@@ -84,6 +84,9 @@ class TrafficSide:
 
     @classmethod
     def load(cls, kind: str, path: str | Path, **kwargs) -> "TrafficSide":
+        from packetclip.encoders.pretrained import resolve_encoder
+
+        path = resolve_encoder(path)      # a shipped name ("lens-tiny") is recorded as its packaged folder
         return cls(kind, load_traffic_encoder(path), path=path, **kwargs)
 
     @property

@@ -236,7 +236,8 @@ ENCODER_TYPES: dict[str, tuple[str, str]] = {
 
 
 def load_encoder(path: str | Path, *, device: str = "cpu"):
-    """Load any saved encoder by the ``model_type`` of its ``config.json`` (HF ``AutoModel`` style).
+    """Load any saved encoder by the ``model_type`` of its ``config.json`` (HF ``AutoModel`` style); ``path``
+    may also name a shipped encoder (``"lens-tiny"``, :mod:`packetclip.encoders.pretrained`).
 
     Traffic encoders come back as :class:`TrafficEncoder`; a sentence-transformers / Hugging Face text model
     folder (``modules.json``, or a config.json without a packetclip ``model_type``) as a
@@ -246,9 +247,12 @@ def load_encoder(path: str | Path, *, device: str = "cpu"):
 
     from packetclip.encoders._weights import CONFIG_NAME, read_config
 
-    path = Path(path)
+    from packetclip.encoders.pretrained import resolve_encoder, shipped_names
+
+    path = resolve_encoder(path)
     if not path.is_dir():
-        raise CheckpointError("encoder folder not found", path=str(path))
+        raise CheckpointError(f"encoder folder not found (nor a shipped encoder name: {', '.join(shipped_names())})",
+                              path=str(path))
     if (path / "modules.json").is_file():
         from packetclip.encoders.text import TextEncoder
 

@@ -475,8 +475,14 @@ class LensModel(nn.Module, TrafficEncoder):
     @classmethod
     def from_pretrained(cls, directory: str | Path, *, device: str | torch.device = "cpu") -> "LensModel":
         """Load a model saved by :meth:`save_pretrained` onto ``device``; any mismatch is one ``CheckpointError``
-        line."""
-        directory = Path(directory)
+        line. ``directory`` may also name a shipped encoder (``"lens-tiny"``, the default packet encoder; see
+        :mod:`packetclip.encoders.pretrained`); a local folder of that name wins."""
+        from packetclip.encoders.pretrained import resolve_encoder, shipped_names
+
+        directory = resolve_encoder(directory)
+        if not directory.is_dir():
+            raise CheckpointError(f"not a saved model folder (nor a shipped encoder name: {', '.join(shipped_names())})",
+                                  path=str(directory))
         config = LensConfig.load(directory)
         model = cls(config)
         path = directory / _weights.WEIGHTS_NAME

@@ -192,6 +192,10 @@ def train_align_ddp(workspace: str | Path, out: str | Path, *, traffic: str = "f
         side = traffic_side_for(traffic, ws, encoder, out, train_ids=train_ids, seed=seed)
     _barrier()
     if rank != 0:
+        if encoder is None and traffic != "flow":       # what traffic_side_for chose: the shipped packet encoder
+            from packetclip.encoders.pretrained import default_packet_encoder_path
+
+            encoder = default_packet_encoder_path()
         side = TrafficSide.load(traffic, encoder or out / "flow-encoder")
     text_side = TextSide()
     t0 = time.perf_counter()
@@ -277,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("workspace")
     a.add_argument("--out", required=True)
     a.add_argument("--traffic", default="flow", help="packet, packet+context or flow (as `packetclip align train`)")
-    a.add_argument("--encoder", default=None, help="a saved traffic encoder folder (needed unless --traffic flow)")
+    a.add_argument("--encoder", default=None, help="a saved traffic encoder folder or lens-tiny (default: the "
+                   "shipped lens-tiny for packet sides, a flow-table encoder fitted here for flow)")
     a.add_argument("--heads", default="both", choices=["packet", "both"])
     a.add_argument("--steps", type=int, default=3000)
     a.add_argument("--batch-size", type=int, default=128, help="global batch (split over the ranks)")
