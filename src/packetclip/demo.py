@@ -129,15 +129,20 @@ def _shipped_encoder_section(run: DemoRun, model_dir: Path) -> str:
                        f"No pre-training here: every stage uses `{DEFAULT_PACKET_ENCODER}`, the Lens-style T5 packet "
                        "encoder shipped in the package (`LensModel.from_pretrained(\"lens-tiny\")`, `--encoder "
                        "lens-tiny`; its card is `src/packetclip/encoders/pretrained/lens-tiny/card.md`). Pre-train "
-                       "one on this workspace instead with `--encoder-minutes N` (`make demo ENCODER_MINUTES=N`).")
+                       "one on this workspace instead with `--encoder-minutes N` (`make demo ENCODER_MINUTES=N`). "
+                       + (f"Its pre-training data: {meta['data']}" if meta.get("data") else ""))
     rows = [["pre-training steps", pre.get("step")], ["parameters", weights.get("parameters")],
             ["weights (MB)", round(weights.get("file_bytes", 0) / 1e6, 1)], ["fingerprint", weights.get("fingerprint")]]
     last = pre.get("losses_last_steps", {})
     rows += [[f"training loss, {name} (last steps)", last.get(key)] for key, name in
              (("msp", "masked span"), ("pop", "packet order"), ("htp", "homologous traffic")) if key in last]
+    figures = meta.get("figures") or {}
+    if figures.get("measured_on_sha256") == weights.get("sha256"):     # the card's figures, if they are these weights'
+        for task in ("ndpi", "lab"):
+            a, b = figures.get(f"fewshot10_pretrained_{task}"), figures.get(f"fewshot10_random_{task}")
+            if a is not None and b is not None:
+                rows.append([f"card: {task} probe, 10 labels per class (pre-trained / random init)", f"{a:.3f} / {b:.3f}"])
     run.report.table(["what", "value"], rows)
-    if meta.get("data"):
-        run.report.section("Pre-training data of the shipped encoder", meta["data"])
     seeds = meta.get("pretrain_lab_seeds", [])
     run.report.record(demo_encoder=f"{DEFAULT_PACKET_ENCODER} (shipped, step {pre.get('step')})")
     if run.seed in seeds:
