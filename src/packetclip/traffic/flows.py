@@ -172,11 +172,15 @@ BWD = FWD + D
 ) = range(BWD + D, BWD + D + 12)
 W = 112                      # words per row (multiple of 8: rows start on cache-line boundaries)
 # Control block shared between Python and the kernel.
-(C_LIVE, C_FIN_N, C_NEXT_ID, C_FREE_TOP, C_UNUSED, C_SWEEP_AT, C_SINCE_SWEEP, C_HIGH, C_FIN_CAP, C_SWEEP_POS,
+(C_LIVE, C_FIN_N, C_NEXT_ID, C_FREE_TOP, C_SWEPT, C_SWEEP_AT, C_SINCE_SWEEP, C_HIGH, C_FIN_CAP, C_SWEEP_POS,
  N_CTL) = range(11)
 (P_IDLE_NS, P_ACTIVE_NS, P_ACTIVITY_US, P_CLOSE, P_SWEEP_NS, N_PARAMS) = range(6)
 
 _I64_MAX = np.iinfo(np.int64).max
+#: Idle flows one ``update`` call may end (or twice its packets, if more); the rest of a sweep carries on in the
+#: next call. A flood's flows time out together: ending 44 k of them in one batch held that batch (and every
+#: alert it raised) ~130 ms.
+SWEEP_BUDGET = 4096
 _FREE = np.iinfo(np.int64).min     # ``last_seen`` of an unused slot
 
 
@@ -254,8 +258,12 @@ def _sweep(ctl, params, idx, S, last_seen, free, DONE, now):
             if ctl[C_FIN_N] + 3 > cap:             # keep room for the two flows a packet may finish
                 ctl[C_SWEEP_POS] = slot
                 return False
+            if ctl[C_SWEPT] >= SWEEP_BUDGET:       # this call's share is done: resume here in the next call
+                ctl[C_SWEEP_POS] = slot
+                return True
             _index_remove(idx, S, slot)
             _emit(ctl, S, last_seen, free, DONE, slot, _IDLE, True)
+            ctl[C_SWEPT] += 1
     ctl[C_SWEEP_POS] = 0
     return True
 
@@ -454,7 +462,8 @@ def _process(ctl, params, idx, S, SF, last_seen, free, DONE,
         if ctl[C_LIVE] + 1 > slot_cap or ctl[C_FIN_N] + 2 > ctl[C_FIN_CAP]:
             return i
         t = ts[i]
-        if ctl[C_SWEEP_POS] > 0 or (t > ctl[C_SWEEP_AT] and ctl[C_SINCE_SWEEP] * 2 >= ctl[C_LIVE]):
+        if ((ctl[C_SWEEP_POS] > 0 or (t > ctl[C_SWEEP_AT] and ctl[C_SINCE_SWEEP] * 2 >= ctl[C_LIVE]))
+                and ctl[C_SWEPT] < SWEEP_BUDGET):
             if not _sweep(ctl, params, idx, S, last_seen, free, DONE, t):
                 return i
             ctl[C_SWEEP_AT] = t + params[P_SWEEP_NS]
@@ -787,6 +796,8 @@ class FlowMeter:
         out_dir = np.empty(n, np.int8)
         if n == 0:
             return out_fid, out_dir
+        # this call may end max(SWEEP_BUDGET, 2 n) idle flows: at least as many as its packets can open
+        self._ctl[C_SWEPT] = min(0, SWEEP_BUDGET - 2 * n)
         cols = _batch_columns(batch)
         start = 0
         while True:
