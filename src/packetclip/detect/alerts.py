@@ -18,9 +18,11 @@ alert: a 25,000-packet flood is one alert, whatever its source addresses.
 
 from __future__ import annotations
 
+import heapq
 import json
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -162,7 +164,16 @@ class Aggregator:
         self.lines = 0
         self.per_mission: dict[str, int] = {}
         self.definitions = class_definitions()
-        self.write_times: list[tuple[int, float]] = []   # (alert_id, wall time) of each new alert
+        self._ends: list[tuple[int, int, tuple]] = []    # heap of (interval end, alert id, key) of open alerts
+        # per-alert latency: the caller sets ``trigger_wall`` (perf_counter when the packet that raised the
+        # decisions was read) before :meth:`add`; each new alert's line, once written and flushed, records
+        # now - trigger_wall (ms) and whether it was raised at a flow's expiry
+        self.trigger_wall: float | None = None
+        self.trigger_cpu: float | None = None          # the same moment in this thread's CPU time
+        self.trigger_expiry = False
+        self.latencies_ms: list[float] = []
+        self.latencies_cpu_ms: list[float] = []         # CPU time spent in between (what a free core would take)
+        self.latency_at_expiry: list[bool] = []
 
     def _emit(self, agg: Aggregate, status: str) -> None:
         event = dict(agg.base)
@@ -177,14 +188,22 @@ class Aggregator:
         event["packetclip"] = pc
         for s in self.sinks:
             s.write(event)
+        if status == "new" and self.trigger_wall is not None and len(self.latencies_ms) < 1_000_000:
+            self.latencies_ms.append((time.perf_counter() - self.trigger_wall) * 1e3)
+            self.latencies_cpu_ms.append((time.thread_time() - (self.trigger_cpu or 0.0)) * 1e3)
+            self.latency_at_expiry.append(bool(self.trigger_expiry))
         self.lines += 1
         agg.written_packets = agg.packets
 
     def close_until(self, now_ns: int) -> None:
-        """Write the final line of every aggregate whose interval ended before ``now_ns``."""
-        done = [k for k, a in self.open.items() if a.interval_end_ns <= now_ns]
-        for k in done:
-            self._close(k)
+        """Write the final line of every aggregate whose interval ended before ``now_ns`` (a heap of interval
+        ends: called per packet batch, it must not walk every open alert)."""
+        ends = self._ends
+        while ends and ends[0][0] <= now_ns:
+            _, alert_id, key = heapq.heappop(ends)
+            agg = self.open.get(key)
+            if agg is not None and agg.alert_id == alert_id:
+                self._close(key)
 
     def _close(self, key) -> None:
         agg = self.open.pop(key)
@@ -196,6 +215,7 @@ class Aggregator:
     def flush(self) -> None:
         for k in list(self.open):
             self._close(k)
+        self._ends.clear()
         self.fan_in.clear()
         self.fan_out.clear()
 
@@ -236,6 +256,10 @@ class Aggregator:
                 self.folded.add(fold)
             self.next_id += 1
             self.open[key] = agg
+            heapq.heappush(self._ends, (agg.interval_end_ns, agg.alert_id, key))
+            if len(self._ends) > 4 * self.max_open:      # closed alerts' entries: drop them (bounded memory)
+                self._ends = [e for e in self._ends if e[2] in self.open and self.open[e[2]].alert_id == e[1]]
+                heapq.heapify(self._ends)
             self.alerts += 1
             self.per_mission[mission] = self.per_mission.get(mission, 0) + 1
         agg.flows += flows

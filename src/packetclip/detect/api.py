@@ -17,7 +17,7 @@ class NothingReadableError(PacketClipError):
 
 def run_detect(captures=(), *, model: str | Path | None = None, alerts: str | Path | None = None, eve: bool = False,
                interface: str | None = None, duration_s: float | None = None, fpr: float | None = None,
-               interval_s: float = 60.0, batch_packets: int = 4096, summary: bool = False, warn=None,
+               interval_s: float = 60.0, batch_packets: int = 2048, summary: bool = False, warn=None,
                record: bool = False) -> DetectResult:
     """Detect on captures (paths) or a live interface; alerts to ``alerts`` (appended) and/or stdout (``eve``).
 

@@ -3,7 +3,8 @@
 No extra dependency (the standard ``socket`` module); frames are gathered into a
 :class:`~packetclip.traffic.batch.PacketBatch` until ``batch_packets`` frames or ``batch_ms`` milliseconds,
 whichever comes first, so a quiet link still gets its alerts within ``batch_ms``. Timestamps are the wall
-clock at receipt. Needs root or CAP_NET_RAW; a missing interface or missing rights is a
+clock at receipt; each batch's ``read_wall`` is its first frame's receipt (``time.perf_counter``), so the
+detector's alert latency counts the time a packet waited for its batch to fill. Needs root or CAP_NET_RAW; a missing interface or missing rights is a
 :class:`LiveCaptureError` (one line, exit 2 in the CLI), raised by :meth:`InterfaceSource.open` before any
 work starts.
 """
@@ -83,6 +84,7 @@ class InterfaceSource:
         try:
             while True:
                 frames, ts, wire, links = [], [], [], []
+                first_wall = None
                 deadline = time.monotonic() + self.batch_s
                 while len(frames) < self.batch_packets:
                     left = deadline - time.monotonic()
@@ -93,6 +95,10 @@ class InterfaceSource:
                         n, addr = self.sock.recvfrom_into(buf, self.snaplen, socket.MSG_TRUNC)
                     except (socket.timeout, BlockingIOError):
                         break
+                    if first_wall is None:
+                        first_wall = time.perf_counter()
+                        # a batch is due ``batch_ms`` after its first frame, not after the previous batch
+                        deadline = time.monotonic() + self.batch_s
                     ts.append(time.time_ns())
                     caplen = min(n, self.snaplen)
                     frames.append(bytes(view[:caplen]))
@@ -106,6 +112,7 @@ class InterfaceSource:
                                         caplen=caplens, wirelen=np.asarray(wire, np.int32),
                                         ts_ns=np.asarray(ts, np.int64), linktype=np.asarray(links, np.uint16),
                                         first_packet_number=number)
+                    batch.read_wall = first_wall
                     number += len(frames)
                     self.packets = number
                     yield batch

@@ -7,8 +7,12 @@ packet and their features, the scorer scores them in one call, decisions whose m
 the bundle's calibrated threshold become alerts, grouped per (source, destination, class) before the
 :class:`~packetclip.detect.alerts.Aggregator` sees them. Flows that end get one last decision.
 
-Batches are small (``batch_packets``, default 4096) because an alert cannot be written before the batch
-holding its packet has been processed: the batch size bounds the latency, a larger one buys throughput.
+Latency: an alert cannot be written before the batch holding its packet has been processed, so the batch
+bounds it. A batch is full at ``batch_packets`` (default 2048: ~10 ms of work on one core) or, for a live
+source, when its oldest packet is ``batch_ms`` old, whichever comes first; alerts are written and flushed
+line by line as each batch's decisions are made (no second queue), and each new alert's latency is taken
+when its line has been written: from the read of the batch holding the packet that raised it (a live
+source: that batch's first packet's receipt).
 """
 
 from __future__ import annotations
@@ -43,7 +47,9 @@ class TimedSource:
 
     def __iter__(self):
         for batch in self.source:
-            batch.read_wall = time.perf_counter()
+            if getattr(batch, "read_wall", None) is None:     # a live source stamps its first packet's receipt
+                batch.read_wall = time.perf_counter()
+            batch.read_cpu = time.thread_time()
             yield batch
 
 
@@ -58,6 +64,7 @@ class DetectResult:
     lines: int = 0
     per_mission: dict = field(default_factory=dict)
     latencies_ms: list = field(default_factory=list)
+    latencies_cpu_ms: list = field(default_factory=list)    # the same in CPU time of the detecting thread
     latency_at_expiry: list = field(default_factory=list)     # per latency: raised at a flow's expiry (bool)
     first_alerts: dict = field(default_factory=dict)    # arrays: source, flow_id, n, packet_number, mission, fine
     summaries: list = field(default_factory=list)
@@ -73,7 +80,7 @@ class Detector:
     """
 
     def __init__(self, scorer, *, sinks: list[AlertSink] = (), fpr: float | None = None, interval_s: float = 60.0,
-                 batch_packets: int = 4096, fan_limit: int = 16, record: bool = False, summary: bool = False,
+                 batch_packets: int = 2048, fan_limit: int = 16, record: bool = False, summary: bool = False,
                  stream_settings=None, slots: int = 1 << 19, model_name: str = "default",
                  max_open_flows: int = 1 << 16, idle_timeout_s: float = 30.0, expire_every: int = 1):
         self.scorer = scorer
@@ -128,12 +135,14 @@ class Detector:
                             flow_tables=rows_scorer)
         live = _LiveSummary(self, res, started) if self.summary else None
         read_wall = started
+        self.aggregator.trigger_cpu = time.thread_time()
         try:
             for event in stream:
                 if on_event is not None:
                     on_event(event)
                 if isinstance(event, FlowUpdate):
                     read_wall = getattr(event.batch, "read_wall", time.perf_counter())
+                    self.aggregator.trigger_cpu = getattr(event.batch, "read_cpu", time.thread_time())
                     res.packets += len(event.batch)
                     dec = self.features.update(event.batch, event.flow_id, event.direction)
                     pn0 = int(event.batch.first_packet_number)
@@ -147,11 +156,19 @@ class Detector:
                         live.tick(stream)
                 elif isinstance(event, FlowExpiry):
                     res.flows += len(event)
-                    dec = self.features.expire(event.flow_ids)
                     if rows_scorer:
-                        self._decide_rows(dec, event, res, read_wall)
+                        self._decide_rows(self.features.expire(event.flow_ids), event, res, read_wall)
                     else:
-                        self._decide(dec, res, read_wall, event.source_index, -1)
+                        # a flood's flows time out together (tens of thousands at once): scored in batch-sized
+                        # chunks, each chunk's alerts written before the next is scored, flows that never
+                        # alerted first (a flow already in an alert mostly only grows it: no new line to wait for)
+                        ids = event.flow_ids
+                        if len(ids) > self.batch_packets:
+                            seen = self.features.alert_cls[ids & (self.features.slots - 1)] >= 0
+                            ids = ids[np.argsort(seen, kind="stable")]
+                        for at in range(0, len(ids), self.batch_packets):
+                            dec = self.features.expire(ids[at:at + self.batch_packets])
+                            self._decide(dec, res, read_wall, event.source_index, -1)
                 elif isinstance(event, SourceEnd):
                     res.summaries.append(event.summary)
                     if on_source_end is not None:
@@ -164,6 +181,9 @@ class Detector:
         res.lines = self.aggregator.lines
         res.per_mission = dict(self.aggregator.per_mission)
         res.elapsed_s = time.perf_counter() - started
+        res.latencies_ms = list(self.aggregator.latencies_ms)
+        res.latencies_cpu_ms = list(self.aggregator.latencies_cpu_ms)
+        res.latency_at_expiry = list(self.aggregator.latency_at_expiry)
         res.first_alerts = {k: np.asarray(v) for k, v in self._fa.items()}
         return res
 
@@ -245,7 +265,7 @@ class Detector:
             for g in folded_g.tolist():
                 m = order[bounds[g]:bounds[g + 1]]
                 members[g] = m
-        before = agg.alerts
+        agg.trigger_wall, agg.trigger_expiry = read_wall, bool(dec.at_expiry)
         for g in range(len(uk)):
             r = int(first_idx[g])
             i = int(rows[r])
@@ -261,11 +281,6 @@ class Detector:
                     dst_keys=np.unique(dst_k[m]).tolist() if m is not None else (),
                     make_base=lambda i=i, fine=fine, mission=mission, s=float(score[r]), sp=sc.mission[i]:
                     self._base(dec, i, fine, mission, s, sp, None if embeddings is None else embeddings[i]))
-        n_new = agg.alerts - before
-        if n_new:
-            lat = (time.perf_counter() - read_wall) * 1e3
-            res.latencies_ms.extend([lat] * n_new)
-            res.latency_at_expiry.extend([bool(dec.at_expiry)] * n_new)
 
     def _fans(self, fan_h: np.ndarray, other: np.ndarray, folded: set) -> np.ndarray:
         """Rows whose fan (hash) is already folded, or that reach more than ``fan_limit`` distinct
