@@ -1234,7 +1234,7 @@ def detect_command(
                                         "on validation and stored in the model) are used; default: the model's."),
     interval: float = typer.Option(60.0, "--interval", callback=_positive, help="Seconds of traffic per aggregated "
                                    "alert of one (source, destination, class)."),
-    batch_packets: int = typer.Option(4096, "--batch-packets", min=64, max=1 << 20,
+    batch_packets: int = typer.Option(2048, "--batch-packets", min=64, max=1 << 20,
                                       help="Packets per processing batch (bounds alert latency; larger: faster)."),
     quiet: bool = typer.Option(False, "--quiet/--no-quiet", "-q", help="No live summary on the terminal."),
     threads: Optional[int] = typer.Option(1, "--threads", min=1, max=512, help="CPU threads for the model "
