@@ -245,31 +245,10 @@ def _fit_gnn(model: MissionGNN, aligned: np.ndarray, data: FlowData, settings: R
         model.train()
         total = 0.0
         for ch in batches:
-            t = ch.shape[1]
-            xb, gb, valid, rows = _window_batch(x, gaps, ch)
-            b = xb.shape[0]
-            steps = model.step_features(xb.reshape(b * t, -1)).reshape(b, t, -1)
-            logits, fine = model.temporal(steps, gb)
-            use = valid & train_t[rows]
-            if not use.any():
+            loss = gnn_batch_loss(model, x, gaps, ch, y, yf, train_t, weights, settings, threshold)
+            if loss is None:
                 continue
-            target = y[rows]
-            if threshold is not None:
-                attack_score = 1.0 - logits.detach().softmax(-1)[..., 0]
-                target = torch.where((target > 0) & (attack_score < threshold), torch.zeros_like(target), target)
-            loss = F.cross_entropy(logits[use], target[use], weight=weights)
-            if settings.fine_weight and model.config.fine_classes:
-                loss = loss + settings.fine_weight * F.cross_entropy(fine[use], yf[rows][use])
-            if settings.smooth and t > 1:
-                p = logits.softmax(-1)
-                pair = valid[:, 1:] & valid[:, :-1]
-                if pair.any():
-                    loss = loss + settings.smooth * ((p[:, 1:] - p[:, :-1]) ** 2).sum(-1)[pair].mean()
-            if settings.normal_confidence:
-                benign_window = (use & (y[rows] == 0)).any(1) & ~(use & (y[rows] > 0)).any(1)
-                if benign_window.any():
-                    worst = (1.0 - logits.softmax(-1)[..., 0]).masked_fill(~use, 0.0).amax(1)
-                    loss = loss + settings.normal_confidence * worst[benign_window].mean()
+            b = ch.shape[0]
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -292,6 +271,44 @@ def _fit_gnn(model: MissionGNN, aligned: np.ndarray, data: FlowData, settings: R
         model.load_state_dict(best_state)
     model.eval()
     return history
+
+
+def gnn_batch_loss(model, x: torch.Tensor, gaps: torch.Tensor, ch: np.ndarray, y: torch.Tensor, yf: torch.Tensor,
+                   train_t: torch.Tensor, weights: torch.Tensor, settings: ReasoningSettings,
+                   threshold: float | None, *, forward=None, always: bool = False):
+    """The training loss of one batch of window chunks (None when no step of it is a training flow). One
+    function for the one-process loop and the DDP one (``packetclip.scale.ddp``): ``forward(x, gaps) ->
+    (logits, fine)`` replaces the model's own steps (the DDP wrapper), and ``always`` returns a zero loss tied
+    to the outputs instead of None, so that every rank runs its backward (gradients are all-reduced)."""
+    t = ch.shape[1]
+    xb, gb, valid, rows = _window_batch(x, gaps, ch)
+    b = xb.shape[0]
+    if forward is None:
+        steps = model.step_features(xb.reshape(b * t, -1)).reshape(b, t, -1)
+        logits, fine = model.temporal(steps, gb)
+    else:
+        logits, fine = forward(xb, gb)
+    use = valid & train_t[rows]
+    if not use.any():
+        return 0.0 * (logits.sum() + fine.sum()) if always else None
+    target = y[rows]
+    if threshold is not None:
+        attack_score = 1.0 - logits.detach().softmax(-1)[..., 0]
+        target = torch.where((target > 0) & (attack_score < threshold), torch.zeros_like(target), target)
+    loss = F.cross_entropy(logits[use], target[use], weight=weights)
+    if settings.fine_weight and model.config.fine_classes:
+        loss = loss + settings.fine_weight * F.cross_entropy(fine[use], yf[rows][use])
+    if settings.smooth and t > 1:
+        p = logits.softmax(-1)
+        pair = valid[:, 1:] & valid[:, :-1]
+        if pair.any():
+            loss = loss + settings.smooth * ((p[:, 1:] - p[:, :-1]) ** 2).sum(-1)[pair].mean()
+    if settings.normal_confidence:
+        benign_window = (use & (y[rows] == 0)).any(1) & ~(use & (y[rows] > 0)).any(1)
+        if benign_window.any():
+            worst = (1.0 - logits.softmax(-1)[..., 0]).masked_fill(~use, 0.0).amax(1)
+            loss = loss + settings.normal_confidence * worst[benign_window].mean()
+    return loss
 
 
 @torch.no_grad()
