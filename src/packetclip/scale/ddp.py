@@ -1,12 +1,16 @@
-"""Alignment training on N processes with PyTorch DistributedDataParallel, started by ``torchrun``::
+"""Training on N processes with PyTorch DistributedDataParallel, started by ``torchrun``: alignment, the
+mission GNN and Lens pre-training::
 
     torchrun --nproc-per-node 2 -m packetclip.scale.ddp align WS --traffic flow --steps 3000 --out models/align-ddp
     torchrun --nnodes 4 --nproc-per-node 8 --rdzv-backend c10d --rdzv-endpoint HEAD:29500 \\
         -m packetclip.scale.ddp align WS --encoder models/lens --traffic packet --out models/align
+    torchrun --nproc-per-node 2 -m packetclip.scale.ddp gnn WS... --out models/gnn-ddp
+    torchrun --nproc-per-node 2 -m packetclip.scale.ddp lens WS... --steps 2000 --out models/lens-ddp
 
-Without ``torchrun`` it runs as one process (world size 1), the reference the distributed run must match.
+Without ``torchrun`` each runs as one process (world size 1), the reference the distributed run must match.
+(:func:`train_gnn_ddp` and :func:`pretrain_lens_ddp` say how they split their batches.)
 
-How it stays the same training as :func:`packetclip.align.train.train`:
+How alignment stays the same training as :func:`packetclip.align.train.train`:
 
 - one global batch of ``batch_size`` pairs per step, drawn class-balanced by the same seeded
   :func:`~packetclip.align.train.batches`; a :class:`~torch.utils.data.DistributedSampler` (no shuffle) over

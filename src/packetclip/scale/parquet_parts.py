@@ -220,19 +220,21 @@ class PartConcat:
         self.row_groups: list = []
         self.rows = 0
 
-    def append(self, data: bytes | memoryview | None) -> None:
+    def append(self, data) -> None:
+        """One part: bytes, or any buffer (a numpy array straight from Ray's object store: no copy)."""
         if data is None or len(data) == 0:
             return
+        data = memoryview(data).cast("B")
         meta, footer_start = footer_of(data)
         key = self._schema_key(meta)
         if self.meta is None:
             self.meta, self.schema_key = meta, key
-            self.arrow_schema = pq.read_schema(pa.BufferReader(data))
+            self.arrow_schema = pq.read_schema(pa.BufferReader(pa.py_buffer(data)))
         elif key != self.schema_key:
             if self.reencode is None:
                 raise PartError("a part's schema differs from the first part's")
-            table = pq.read_table(pa.BufferReader(data)).cast(self.arrow_schema)
-            data = self.reencode(table)
+            table = pq.read_table(pa.BufferReader(pa.py_buffer(data))).cast(self.arrow_schema)
+            data = memoryview(self.reencode(table)).cast("B")
             meta, footer_start = footer_of(data)
             if self._schema_key(meta) != self.schema_key:
                 raise PartError("a re-encoded part's schema still differs from the first part's")
@@ -242,7 +244,7 @@ class PartConcat:
             self._shift_row_group(group, shift)
             self.row_groups.append(group)
         self.rows += _field(meta, FMD_NUM_ROWS)[2]
-        self.fh.write(memoryview(data)[len(MAGIC):footer_start])
+        self.fh.write(data[len(MAGIC):footer_start])
         self.pos += footer_start - len(MAGIC)
 
     @staticmethod

@@ -335,9 +335,10 @@ def packet_part(table: pa.Table) -> bytes:
     return encode_table(table, use_dictionary=False)
 
 
-def encode_parts(tables: list, base: int, first_index: int) -> tuple[bytes | None, bytes | None]:
+def encode_parts(tables: list, base: int, first_index: int) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Ray task: a bundle's tables renumbered (flow ids from ``base``, file indexes from ``first_index``) and
-    encoded as Parquet parts, so that the driver only copies bytes."""
+    encoded as Parquet parts, so that the driver only copies bytes (uint8 arrays: Ray hands them to the driver
+    from its object store without a copy)."""
     flows, packets = [], []
     for k, (f, p) in enumerate(tables):
         if f is not None and f.num_rows:
@@ -345,8 +346,8 @@ def encode_parts(tables: list, base: int, first_index: int) -> tuple[bytes | Non
         if p is not None and p.num_rows:
             packets.append(_renumber(p, base, first_index + k))
         base += 0 if f is None else f.num_rows
-    return (flow_part(pa.concat_tables(flows)) if flows else None,
-            packet_part(pa.concat_tables(packets)) if packets else None)
+    return (np.frombuffer(flow_part(pa.concat_tables(flows)), np.uint8) if flows else None,
+            np.frombuffer(packet_part(pa.concat_tables(packets)), np.uint8) if packets else None)
 
 
 # --- driver -------------------------------------------------------------------------------------------------
