@@ -62,6 +62,34 @@ def test_model_round_trip_and_calibration(labs):
         scorer.thresholds(0.123)
 
 
+def test_missions_need_host_evidence(labs, tmp_path):
+    """A DoS needs volume and a scan breadth: the floors are chosen on validation flows, and a decision whose
+    host context falls short scores 0 for that mission (60 one-packet queries from 50 hosts to one server are
+    not a flood), while the same decision with the evidence is scored by the model."""
+    from packetclip.detect.features import FEATURES
+
+    scorer = EarlyFlowScorer.load(labs / "model")
+    assert {"DoS", "Reconnaissance"} <= set(scorer.evidence)
+    floor = scorer.evidence["DoS"]["min"]
+    x = np.zeros((2, len(FEATURES)), np.float32)
+    for name, v in (("n_pkts", 1), ("fwd_pkts", 1), ("fwd_bytes", 57), ("mean_len", 57), ("proto", 17),
+                    ("server_port", 427), ("dst_flows", 61), ("dst_srcs", 53), ("src_flows", 1), ("pair_flows", 1)):
+        x[:, FEATURES.index(name)] = v
+    x[0, FEATURES.index("dst_pkts")] = floor - 1
+    x[1, FEATURES.index("dst_pkts")] = floor
+    dos = scorer.score(x).mission[:, scorer.missions.index("DoS")]
+    assert dos[0] == 0.0 and dos[1] > 0.0
+    # a model folder of the earlier single-MLP format is refused in one line, not misread
+    cfg = json.loads((labs / "model" / "config.json").read_text())
+    del cfg["members"]
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "config.json").write_text(json.dumps(cfg))
+    (old / "model.safetensors").write_bytes((labs / "model" / "model.safetensors").read_bytes())
+    with pytest.raises(ModelBundleError):
+        EarlyFlowScorer.load(old)
+
+
 def test_syn_flood_and_port_scan_named_by_mission(labs, detected):
     result, _ = detected
     fa = result.first_alerts

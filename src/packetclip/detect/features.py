@@ -139,6 +139,10 @@ class EarlyFeatures:
         self.fwd_ports = np.zeros((slots, 2), np.int32)        # sport, dport (forward side)
         self.alert_cls = np.full(slots, -1, np.int16)       # class a flow alerted as (detector's state)
         self.alert_n = np.zeros(slots, np.int32)              # packets of it already counted in alerts
+        # host context as of each flow's last decision (float16: counts clipped at 65,000), for its decision
+        # at expiry: a flow that ends by idle timeout ends 30 s after its last packet, when the context
+        # windows have moved on and read empty (a lone SYN with no context looked like a flood to the model)
+        self.last_ctx = np.zeros((slots, len(CONTEXT_FEATURES)), np.float16)
         self.cur = _Window(self.sketch_bits, self.set_bits)
         self.prev = _Window(self.sketch_bits, self.set_bits, with_sets=False)
         self.cur_bin: int | None = None
@@ -223,6 +227,7 @@ class EarlyFeatures:
             self.acc[fs] = 0.0
             self.alert_cls[fs] = -1
             self.alert_n[fs] = 0
+            self.last_ctx[fs] = 0.0
             self.first_ts[fs] = ts[r]
             sh, slo, dh, dlo = batch.src_hi[rr], batch.src_lo[rr], batch.dst_hi[rr], batch.dst_lo[rr]
             sp, dp = batch.sport[rr].astype(np.int32), batch.dport[rr].astype(np.int32)
@@ -297,8 +302,16 @@ class EarlyFeatures:
         return self._decisions(order[idx], s_sorted[idx], cum[idx], ts[order[idx]], src_k[idx], dst_k[idx],
                                sd_k[idx], fid[order[idx]], sel)
 
-    def _decisions(self, local_rows, slots, cum, ts, src_k, dst_k, sd_k, fid, sel) -> Decisions:
+    def _decisions(self, local_rows, slots, cum, ts, src_k, dst_k, sd_k, fid, sel, at_expiry=False) -> Decisions:
         X = self._matrix(slots, cum, ts, src_k, dst_k, sd_k)
+        k = len(FLOW_FEATURES)
+        if at_expiry:
+            # windows that no longer hold the flow's last packet read stale: keep the context it last had
+            stale = ts // self.window_ns < (self.cur_bin if self.cur_bin is not None else 0) - 1
+            if stale.any():
+                X[stale, k:] = self.last_ctx[slots[stale]].astype(np.float32)
+        else:       # a slot's decisions come in packet order: the last write is its latest context
+            self.last_ctx[slots] = np.minimum(X[:, k:], 65000.0)
         fa = self.fwd_addr[slots]
         fp = self.fwd_ports[slots]
         return Decisions(sel[local_rows], fid, cum[:, _N].astype(np.int64), X, fa[:, 0], fa[:, 1], fa[:, 2],
@@ -342,7 +355,7 @@ class EarlyFeatures:
         src_k, dst_k = host_key(fa[:, 0], fa[:, 1]), host_key(fa[:, 2], fa[:, 3])
         ts = self.last_ts[slots]
         dec = self._decisions(np.zeros(len(slots), np.int64), slots, cum, ts, src_k, dst_k, mix(src_k, dst_k),
-                              fids, np.full(len(slots), -1, np.int64))
+                              fids, np.full(len(slots), -1, np.int64), at_expiry=True)
         dec.at_expiry = True
         self.fid[slots] = -1
         return dec

@@ -5,11 +5,14 @@
 per-mission ``thresholds`` calibrated for a target false-positive rate. Any model that meets it plugs in
 (the reasoning bundle through an adapter; the packet encoder behind a cascade).
 
-:class:`EarlyFlowScorer` is the cheap first stage: a two-layer MLP over log-scaled early-decision features,
-one multi-class model of the fine classes; mission probabilities are sums of their classes'. Inference is
-three numpy matrix products per batch (~1 µs per decision; gradient-boosted trees cost ~40 µs per decision
-here and were the bottleneck). Saved as a folder: ``config.json`` (features, classes, thresholds per target
-FPR, validation figures) and ``model.safetensors``.
+:class:`EarlyFlowScorer` is the cheap first stage: a small ensemble of two-layer MLPs over log-scaled
+early-decision features, multi-class over the fine classes. A mission's score is the tempered mean log-odds of
+its classes (not a summed probability: those sit at 1.0 for any confident decision, benign or not), and it is 0
+where the decision lacks the host evidence the mission needs (:data:`EVIDENCE`: volume for a DoS, breadth for a
+scan, floors chosen on validation flows). Inference is a few numpy matrix products per batch (~1 µs per
+decision and member; gradient-boosted trees cost ~40 µs per decision here and were the bottleneck). Saved as a
+folder: ``config.json`` (features, classes, evidence floors, thresholds per target FPR, validation figures) and
+``model.safetensors``.
 
 Thresholds are never written in code: :func:`calibrate` takes, on validation flows that are benign, the
 highest mission probability each flow reached over all its decisions, and stores for each target FPR of
@@ -34,6 +37,8 @@ DEFAULT_MODEL = Path(__file__).with_name("model")
 FPR_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 DEFAULT_FPR = 1e-3
 SCORER_TYPE = "packetclip-early-flow-mlp"
+#: Mission scores are sigmoid(log-odds / TEMPERATURE): only a resolution, the ranking is the log-odds'.
+TEMPERATURE = 8.0
 
 
 class ModelBundleError(PacketClipError):
@@ -59,6 +64,12 @@ class Scorer(Protocol):
     def thresholds(self, fpr: float) -> dict[str, float]: ...
 
 
+def _lse(z: np.ndarray) -> np.ndarray:
+    """log-sum-exp over the last axis (no underflow however far apart the logits)."""
+    m = z.max(axis=-1)
+    return m + np.log(np.exp(z - m[..., None]).sum(axis=-1))
+
+
 def mission_matrix(classes, missions, class_mission) -> np.ndarray:
     m = np.zeros((len(classes), len(missions)), np.float32)
     for i, c in enumerate(classes):
@@ -81,28 +92,55 @@ class EarlyFlowScorer:
     calibration: dict = field(default_factory=dict)     # {str(fpr): {mission: threshold}}
     info: dict = field(default_factory=dict)
     window_s: float = 10.0
+    evidence: dict = field(default_factory=dict)        # {mission: {"features": [...], "min": float}}
+    temperature: float = TEMPERATURE
 
     def __post_init__(self):
         self.classes = tuple(str(c) for c in self.classes)
         self.missions = tuple(dict.fromkeys(["Benign", *[self.class_mission[c] for c in self.classes]]))
         self._m = mission_matrix(self.classes, self.missions, self.class_mission)
+        self._inside = self._m.astype(np.float64)
+
+    def _short(self, X: np.ndarray) -> dict[int, np.ndarray]:
+        """Per gated mission (column), the decisions whose host context lacks the evidence it needs
+        (:data:`EVIDENCE`)."""
+        return {self.missions.index(m): evidence_of(X, spec["features"]) < float(spec["min"])
+                for m, spec in self.evidence.items() if m in self.missions}
 
     def logits(self, X: np.ndarray) -> np.ndarray:
+        """Class logits of every member [members, n, classes]."""
         w = self.weights
-        h = (transform(X) - w["mean"]) / w["std"]
-        h = np.maximum(h @ w["w0"] + w["b0"], 0.0)
-        h = np.maximum(h @ w["w1"] + w["b1"], 0.0)
-        return h @ w["w2"] + w["b2"]
+        x = (transform(X) - w["mean"]) / w["std"]
+        out = []
+        for k in range(len(w["w0"])):          # plain 2-D products (BLAS); stacked ones ran ~10x slower
+            h = np.maximum(x @ w["w0"][k] + w["b0"][k], 0.0)
+            h = np.maximum(h @ w["w1"][k] + w["b1"][k], 0.0)
+            out.append(h @ w["w2"][k] + w["b2"][k])
+        return np.stack(out)
 
     def score(self, decisions) -> Scores:
+        """Fine: the members' mean class probabilities. Mission: ``sigmoid(odds / temperature)`` where ``odds``
+        is the members' mean log-odds of the mission's classes against all other classes; 0 where the decision
+        lacks the mission's host evidence. (Softmax probabilities of a confident model sit at 1.0 in float32 for
+        attacks and for the odd real benign flow alike, so low-FPR thresholds fell on ties at 1.0; tempered
+        odds keep the ranking, and averaging members damps the one member that is wrongly sure.)"""
         X = decisions.X if hasattr(decisions, "X") else np.asarray(decisions, np.float32)
         if not len(X):
             return Scores(np.zeros((0, len(self.classes)), np.float32), np.zeros((0, len(self.missions)), np.float32))
-        z = self.logits(X)
-        z = z - z.max(axis=1, keepdims=True)
-        p = np.exp(z)
-        p /= p.sum(axis=1, keepdims=True)
-        return Scores(p, p @ self._m)
+        X = np.asarray(X, np.float32)
+        z = self.logits(X).astype(np.float64)
+        e = np.exp(z - z.max(axis=2, keepdims=True))      # float64: no underflow below a logit gap of ~700
+        total = e.sum(axis=2, keepdims=True)
+        p = (e / total).mean(axis=0)
+        inside = e @ self._inside                          # [members, n, missions]: mass of each mission's classes
+        outside = e @ (1.0 - self._inside)                 # the rest, summed as such (total - inside rounds to 0)
+        with np.errstate(divide="ignore"):                 # log-odds: the mission's classes against all others
+            mission = (np.log(inside) - np.log(outside)).mean(axis=0)
+        mission = 1.0 / (1.0 + np.exp(-np.clip(mission / self.temperature, -50, 50)))
+        mission[:, self.missions.index("Benign")] = p[:, self.classes.index("Benign")]
+        for j, short in self._short(X).items():
+            mission[short, j] = 0.0
+        return Scores(p.astype(np.float32), mission.astype(np.float32))
 
     def thresholds(self, fpr: float | None = None) -> dict[str, float]:
         """Per attack mission, the calibrated threshold for target FPR ``fpr`` (one of the stored grid)."""
@@ -128,7 +166,9 @@ class EarlyFlowScorer:
                   str(folder / "model.safetensors"))
         config = {"model_type": SCORER_TYPE, "features": list(FEATURES), "classes": list(self.classes),
                   "class_mission": self.class_mission, "calibration": self.calibration,
-                  "window_s": self.window_s, "hidden": int(self.weights["w0"].shape[1]), "info": self.info}
+                  "window_s": self.window_s, "hidden": int(self.weights["w0"].shape[-1]), "info": self.info,
+                  "evidence": self.evidence, "members": int(self.weights["w0"].shape[0]),
+                  "temperature": self.temperature}
         (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
         return folder
 
@@ -150,12 +190,16 @@ class EarlyFlowScorer:
             raise ModelBundleError(f"{folder}: trained on other features than this version computes")
         weights = load_file(str(folder / "model.safetensors"))
         h, n_in, n_out = int(cfg["hidden"]), len(FEATURES), len(cfg["classes"])
-        shapes = {"mean": (n_in,), "std": (n_in,), "w0": (n_in, h), "b0": (h,), "w1": (h, h), "b1": (h,),
-                  "w2": (h, n_out), "b2": (n_out,)}
+        if "members" not in cfg:         # scores of an earlier version: its thresholds mean something else
+            raise ModelBundleError(f"{folder}: a detector model of an earlier version (retrain it)")
+        k = int(cfg["members"])
+        shapes = {"mean": (n_in,), "std": (n_in,), "w0": (k, n_in, h), "b0": (k, h), "w1": (k, h, h), "b1": (k, h),
+                  "w2": (k, h, n_out), "b2": (k, n_out)}
         if set(weights) != set(shapes) or any(tuple(weights[k].shape) != v for k, v in shapes.items()):
             raise ModelBundleError(f"{folder}: weights do not match config.json (missing, extra or misshapen)")
         return cls(tuple(cfg["classes"]), dict(cfg["class_mission"]), weights, cfg.get("calibration", {}),
-                   cfg.get("info", {}), float(cfg.get("window_s", 10.0)))
+                   cfg.get("info", {}), float(cfg.get("window_s", 10.0)), dict(cfg.get("evidence", {})),
+                   float(cfg.get("temperature", TEMPERATURE)))
 
 
 def calibrate(flow_id: np.ndarray, mission_p: np.ndarray, is_benign: np.ndarray, missions, *,
@@ -183,11 +227,63 @@ def calibrate(flow_id: np.ndarray, mission_p: np.ndarray, is_benign: np.ndarray,
     return out
 
 
+#: Host evidence a mission needs before the model may name it: the largest of these context quantities (over
+#: the current and previous window) must reach a floor chosen on validation flows (:func:`choose_evidence`).
+#: A denial of service needs volume: packets from its source or to its victim (without it, 60 one-packet
+#: service-location queries from 50 hosts to one server looked like a spoofed UDP flood). A scan needs breadth:
+#: many ports on one host, many hosts per port, or many probes per port (without it, a peer-to-peer client
+#: opening one connection to each of 500 peers, each on its own port, looked like a scan).
+EVIDENCE = {"DoS": ("dst_pkts", "src_pkts"),
+            "Reconnaissance": ("pair_ports", "src_dsts_per_port", "pair_flows_per_port")}
+#: Candidate floors; the largest that keeps ``EVIDENCE_RECALL`` of the validation flows of the mission is kept.
+EVIDENCE_GRID = (2, 3, 5, 10, 20, 50, 100, 200, 500, 1000)
+EVIDENCE_RECALL = 0.99
+_DERIVED = {"src_dsts_per_port": ("src_dsts", "src_ports"), "pair_flows_per_port": ("pair_flows", "pair_ports")}
+
+
+def evidence_of(X: np.ndarray, names) -> np.ndarray:
+    """Per decision, the largest of the named context quantities (feature columns or :data:`_DERIVED` ratios)."""
+    X = np.asarray(X, np.float32)
+    cols = []
+    for name in names:
+        if name in _DERIVED:
+            a, b = (X[:, FEATURES.index(f)] for f in _DERIVED[name])
+            cols.append(a / np.maximum(b, 1.0))
+        else:
+            cols.append(X[:, FEATURES.index(name)])
+    return np.max(np.stack(cols, axis=1), axis=1)
+
+
+def choose_evidence(X: np.ndarray, labels: np.ndarray, flow_id: np.ndarray, class_mission: dict) -> dict:
+    """Per mission of :data:`EVIDENCE`: the largest floor of :data:`EVIDENCE_GRID` that at least
+    ``EVIDENCE_RECALL`` of the mission's validation flows reach at one of their decisions (no floor when
+    the validation rows hold no flow of the mission)."""
+    out = {}
+    for mission, feats in EVIDENCE.items():
+        rows = np.array([class_mission.get(c) == mission for c in labels], bool)
+        if not rows.any():
+            continue
+        ev = evidence_of(np.asarray(X, np.float32)[rows], feats)
+        uniq, inv = np.unique(flow_id[rows], return_inverse=True)
+        best = np.zeros(len(uniq))
+        np.maximum.at(best, inv, ev)
+        ok = [v for v in EVIDENCE_GRID if (best >= v).mean() >= EVIDENCE_RECALL]
+        if ok:
+            out[mission] = {"features": list(feats), "min": float(max(ok))}
+    return out
+
+
 def fit_early_scorer(X: np.ndarray, labels: np.ndarray, flow_id: np.ndarray, *, class_mission: dict[str, str],
                      seed: int = 0, hidden: int = 64, epochs: int = 30, val_share: float = 0.25,
-                     window_s: float = 10.0) -> EarlyFlowScorer:
-    """Fit on decision rows (features ``X``, fine ``labels``) with a split by flow; calibrate on the held-out
-    flows. Classes are balanced by weight (floods would otherwise outvote a 50-flow dictionary attack)."""
+                     window_s: float = 10.0, val: np.ndarray | None = None, members: int = 1) -> EarlyFlowScorer:
+    """Fit ``members`` MLPs (seeds ``seed``, ``seed + 1`` …) on decision rows (features ``X``, fine
+    ``labels``); choose the evidence floors and calibrate the thresholds on the validation rows. Classes are
+    balanced by weight (floods would otherwise outvote a 50-flow dictionary attack).
+
+    ``val``: a row mask of validation rows given by the caller — whole benign captures never fitted, so that
+    thresholds see real traffic unlike the training traffic (a random split of flows put flows of the
+    training captures in validation, and thresholds calibrated on them let 4 % of unseen captures' flows
+    alert); None → a random ``val_share`` of the flows."""
     import torch
 
     labels = np.asarray(labels).astype(str)
@@ -197,40 +293,23 @@ def fit_early_scorer(X: np.ndarray, labels: np.ndarray, flow_id: np.ndarray, *, 
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[c] for c in labels], np.int64)
     rng = np.random.default_rng(seed)
-    uniq = np.unique(flow_id)
-    val_flows = uniq[rng.random(len(uniq)) < val_share]
-    val = np.isin(flow_id, val_flows)
+    if val is None:
+        uniq = np.unique(flow_id)
+        val = np.isin(flow_id, uniq[rng.random(len(uniq)) < val_share])
+    val = np.asarray(val, bool)
     tr = ~val
     T = transform(X)
     mean, std = T[tr].mean(axis=0), T[tr].std(axis=0) + 1e-3
-    g = torch.Generator().manual_seed(seed)
     n_in, n_out = X.shape[1], len(classes)
-
-    def param(*shape, fan_in):
-        return torch.nn.Parameter(torch.randn(*shape, generator=g) * (2.0 / fan_in) ** 0.5)
-
-    params = {"w0": param(n_in, hidden, fan_in=n_in), "b0": torch.nn.Parameter(torch.zeros(hidden)),
-              "w1": param(hidden, hidden, fan_in=hidden), "b1": torch.nn.Parameter(torch.zeros(hidden)),
-              "w2": param(hidden, n_out, fan_in=hidden), "b2": torch.nn.Parameter(torch.zeros(n_out))}
     xt = torch.from_numpy((T[tr] - mean) / std)
     yt = torch.from_numpy(y[tr])
     counts = np.bincount(y[tr], minlength=n_out).astype(np.float32)
-    cw = torch.from_numpy(counts.sum() / np.maximum(counts, 1) / n_out)
-    opt = torch.optim.AdamW(params.values(), lr=3e-3, weight_decay=1e-4)
-    batch = 512
-    for _ in range(epochs):
-        perm = torch.randperm(len(xt), generator=g)
-        for k in range(0, len(perm), batch):
-            i = perm[k:k + batch]
-            h = torch.relu(xt[i] @ params["w0"] + params["b0"])
-            h = torch.relu(h @ params["w1"] + params["b1"])
-            loss = torch.nn.functional.cross_entropy(h @ params["w2"] + params["b2"], yt[i], weight=cw)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    weights = {k: v.detach().numpy().astype(np.float32) for k, v in params.items()}
+    cw = torch.from_numpy((counts.sum() / np.maximum(counts, 1) / n_out).astype(np.float32))
+    fitted = [_fit_member(xt, yt, cw, seed + k, hidden, epochs) for k in range(int(members))]
+    weights = {k: np.stack([f[k] for f in fitted]) for k in fitted[0]}
     weights.update(mean=mean.astype(np.float32), std=std.astype(np.float32))
     scorer = EarlyFlowScorer(classes, {c: class_mission[c] for c in classes}, weights, window_s=window_s)
+    scorer.evidence = choose_evidence(X[val], labels[val], flow_id[val], class_mission)
     sc = scorer.score(X[val])
     is_benign = labels[val] == "Benign"
     scorer.calibration = calibrate(flow_id[val], sc.mission, is_benign, scorer.missions)
@@ -238,7 +317,7 @@ def fit_early_scorer(X: np.ndarray, labels: np.ndarray, flow_id: np.ndarray, *, 
     th = scorer.thresholds(None)
     info = {"calibrated_fprs": sorted(float(k) for k in scorer.calibration), "train_rows": int(tr.sum()),
             "val_rows": int(val.sum()), "val_flows": int(len(np.unique(flow_id[val]))),
-            "val_benign_flows": int(len(np.unique(flow_id[val][is_benign]))), "seed": seed, "hidden": hidden,
+            "val_benign_flows": int(len(np.unique(flow_id[val][is_benign]))), "seed": seed, "hidden": hidden, "members": int(members),
             "epochs": epochs, "recall_at_default_fpr": {}}
     info["default_fpr"] = DEFAULT_FPR if DEFAULT_FPR in info["calibrated_fprs"] else min(info["calibrated_fprs"])
     vm = labels[val]
@@ -252,6 +331,34 @@ def fit_early_scorer(X: np.ndarray, labels: np.ndarray, flow_id: np.ndarray, *, 
             info["recall_at_default_fpr"][m] = float(len(np.unique(f[hit])) / len(np.unique(f)))
     scorer.info = info
     return scorer
+
+
+def _fit_member(xt, yt, cw, seed: int, hidden: int, epochs: int) -> dict:
+    """One two-layer MLP (numpy weights) trained with class weights ``cw``; all randomness from ``seed``."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    n_in, n_out = xt.shape[1], len(cw)
+
+    def param(*shape, fan_in):
+        return torch.nn.Parameter(torch.randn(*shape, generator=g) * (2.0 / fan_in) ** 0.5)
+
+    params = {"w0": param(n_in, hidden, fan_in=n_in), "b0": torch.nn.Parameter(torch.zeros(hidden)),
+              "w1": param(hidden, hidden, fan_in=hidden), "b1": torch.nn.Parameter(torch.zeros(hidden)),
+              "w2": param(hidden, n_out, fan_in=hidden), "b2": torch.nn.Parameter(torch.zeros(n_out))}
+    opt = torch.optim.AdamW(params.values(), lr=3e-3, weight_decay=1e-4)
+    batch = 512
+    for _ in range(epochs):
+        perm = torch.randperm(len(xt), generator=g)
+        for k in range(0, len(perm), batch):
+            i = perm[k:k + batch]
+            h = torch.relu(xt[i] @ params["w0"] + params["b0"])
+            h = torch.relu(h @ params["w1"] + params["b1"])
+            loss = torch.nn.functional.cross_entropy(h @ params["w2"] + params["b2"], yt[i], weight=cw)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return {k: v.detach().numpy().astype(np.float32) for k, v in params.items()}
 
 
 def load_scorer(path: str | Path | None = None):
