@@ -137,6 +137,16 @@ def ddp_rate(lab: Path, work: Path, ranks: int, steps: int, batch: int = 512) ->
             "steps_per_s": log["steps_per_s"], "zero_shot_top1": log["zero_shot"]["top1"], "load_before": before, "load_after": load()}
 
 
+def _lab_ready(lab: Path) -> bool:
+    from packetclip.errors import PacketClipError
+    from packetclip.traffic.workspace import Workspace
+
+    try:
+        return Workspace.open(lab).has("descriptions")
+    except PacketClipError:
+        return False
+
+
 def lens_rate(lab: Path, work: Path, ranks: int, steps: int) -> dict:
     """Lens pre-training steps/s (global batch fixed: 8 span, 16 order, 16 same-flow examples per step)."""
     torchrun = Path(sys.executable).with_name("torchrun")
@@ -158,8 +168,10 @@ def main() -> None:
     parser.add_argument("--captures", type=int, default=8, help="captures to ingest (one task each)")
     parser.add_argument("--reps", type=int, default=3, help="times each capture plays the nDPI pcaps")
     parser.add_argument("--embed-flows", type=int, default=1536, help="flows to embed per timed run")
-    parser.add_argument("--steps", type=int, default=300, help="DDP steps per timed run")
-    parser.add_argument("--lens-steps", type=int, default=16, help="Lens pre-training steps per timed run")
+    parser.add_argument("--steps", type=int, default=200, help="alignment DDP steps per timed run")
+    parser.add_argument("--lens-steps", type=int, default=12, help="Lens pre-training steps per timed run")
+    parser.add_argument("--lab", default=None, help="a prepared DDP lab workspace (made here when missing: "
+                        "60 s SynthLab seed 1, split by flow, 600 rule descriptions)")
     parser.add_argument("--skip", default="", help="comma list of parts to skip: ingest, embed, ddp, lens")
     args = parser.parse_args()
     import numpy as np
@@ -223,19 +235,20 @@ def main() -> None:
             from packetclip.language.workspace import describe_workspace
             from packetclip.traffic.splits import split_workspace
 
-            lab = work / "lab"
-            SynthLab(duration_s=60, seed=1).generate(lab, progress=False)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                split_workspace(lab, by="flow", seed=0)
-            describe_workspace(lab, Describer("rules", per_flow=2, seed=0), limit=600)
+            lab = Path(args.lab) if args.lab else work / "lab"
+            if not _lab_ready(lab):
+                SynthLab(duration_s=60, seed=1).generate(lab, progress=False, overwrite=True)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    split_workspace(lab, by="flow", seed=0)
+                describe_workspace(lab, Describer("rules", per_flow=2, seed=0), limit=600)
             ddp_rate(lab, work, 1, 20)                                    # warm the caches
             one, two = ddp_rate(lab, work, 1, args.steps), ddp_rate(lab, work, 2, args.steps)
             result.update(ddp_1r=one, ddp_2r=two, ddp_speedup_2r=two["steps_per_s"] / one["steps_per_s"])
             print(f"ddp: 1 rank {one['steps_per_s']:.1f} steps/s, 2 ranks {two['steps_per_s']:.1f} steps/s "
                   f"(zero-shot top-1 {one['zero_shot_top1']:.4f} vs {two['zero_shot_top1']:.4f})", flush=True)
             if "lens" not in skip:
-                lens_rate(lab, work, 1, 4)                                  # warm the caches
+                lens_rate(lab, work, 1, 2)                                  # warm the caches
                 one, two = lens_rate(lab, work, 1, args.lens_steps), lens_rate(lab, work, 2, args.lens_steps)
                 result.update(lens_1r=one, lens_2r=two, lens_speedup_2r=two["steps_per_s"] / one["steps_per_s"])
                 print(f"lens pre-training: 1 rank {one['steps_per_s']:.2f} steps/s, 2 ranks "
