@@ -424,6 +424,7 @@ def test_live_capture_never_leaves_the_lab_subnet(live_run):
         decode_batch(batch)
         assert not (batch.ip_version == 6).any(), "no IPv6 in the lab"
         v4 = batch.ip_version == 4
+        assert not (v4 & (batch.proto == 2)).any(), "IGMP is filtered out of the lab capture"
         n_ip += int(v4.sum())
         for col in (batch.src_lo, batch.dst_lo):
             addr = (col[v4] & 0xFFFFFFFF).astype(np.int64)

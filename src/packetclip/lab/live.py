@@ -12,7 +12,8 @@ capture, the episodes (the schedule with the real run windows and command lines)
 pcap record, from the schedule: client address + run window), and after ingest the flow table with
 ``label``/``mission``, the packet table, the flow labels (one row per flow) and a manifest of kind ``"lab"``.
 The lab metadata holds the config, the capture statistics and the safety check (packets with an address
-outside the lab subnet: must be 0). A non-empty output folder is refused unless ``overwrite``.
+outside the lab subnet: must be 0). The capture filter leaves out IGMP (the kernel's link-local membership
+reports, which no lab tool sends). A non-empty output folder is refused unless ``overwrite``.
 """
 
 from __future__ import annotations
@@ -359,7 +360,10 @@ class LiveLab:
         pcap.unlink(missing_ok=True)
         err = open(logs / "tcpdump.log", "wb")
         argv = [live_tools.find_binary("tcpdump") or "tcpdump", "-i", "br0", "-n", "-U", "-B", "32768", "-s", "0",
-                "-Z", "root", "-w", str(pcap.resolve())]
+                "-Z", "root", "-w", str(pcap.resolve()),
+                # the kernel's IGMPv3 membership reports (to 224.0.0.22, sent a random delay after an interface
+                # comes up) are housekeeping, not lab traffic; CI once caught one as the first packet
+                "not", "igmp"]
         proc = procs.start(net.exec_argv(None, argv), stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
