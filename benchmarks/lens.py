@@ -6,7 +6,9 @@ and the **previous packet** of the flow in the same direction.
 
 1. **Few-label study** (Lens's data-efficiency claim): linear probe
    (:func:`packetclip.evaluate.probe.linear_probe`) trained on 1, 5, 10, 50 and all labelled flows per class,
-   macro-F1 on the test side, ``--seeds`` draws of the labelled flows (mean and std). Tasks as in
+   macro-F1 on the test side, ``--seeds`` draws of the labelled flows (mean and std); and a **light
+   fine-tune** (:func:`packetclip.evaluate.finetune.fine_tune_probe`: encoder + linear head, same fixed
+   recipe for both models) on ``--finetune-shots`` flows per class, same draws. Tasks as in
    ``benchmarks/encoder_quality.py``: ``ndpi`` (nDPI categories of ``../shared/data/ndpi``, split by capture)
    and ``lab`` (10 ACI-IoT classes; train on lab captures of seeds 1..N, test on seeds 101..100+N: other
    attack episodes with their own parameters, i.e. split by episode).
@@ -20,6 +22,7 @@ Pre-training (unless ``--checkpoint``) uses only the training side (ndpi trainin
 captures). ``--checkpoint`` evaluates any saved Lens model (e.g. a long run's) instead.
 
 Last line: one JSON object (``fewshot{10,50}_{pretrained,random,hist}_{ndpi,lab}`` and ``..._std``,
+``finetune{5,10,50}_{pretrained,random}_{ndpi,lab}`` and ``..._std``,
 ``gen_exact_mean``, ``gen_exact_mean_baseline`` (best baseline per field, averaged), ``gen_exact_min_margin``
 (worst field: model - best baseline), ...).
 """
@@ -51,6 +54,23 @@ def few_label_draw(y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarra
         return np.arange(len(y))
     picks = [rng.choice(np.flatnonzero(y == c), min(n, int((y == c).sum())), replace=False) for c in np.unique(y)]
     return np.sort(np.concatenate(picks))
+
+
+def fine_tune_scores(model, train_views, train_y, test_views, test_y, seeds: int, shots, steps: int
+                     ) -> dict[int, list[float]]:
+    """Light fine-tune macro-F1 per labelled-flow budget, on the same draws as the linear probe."""
+    from packetclip.evaluate.finetune import FineTuneSettings, fine_tune_probe
+
+    out: dict[int, list[float]] = {}
+    for n in shots:
+        out[n] = []
+        for seed in range(seeds):
+            idx = few_label_draw(train_y, n, np.random.default_rng((seed, n)))
+            if len(np.unique(train_y[idx])) < 2:
+                continue
+            out[n].append(fine_tune_probe(model, train_views[idx], train_y[idx], test_views, test_y, seed,
+                                          FineTuneSettings(steps=steps)).macro_f1)
+    return out
 
 
 def few_label_scores(train_x, train_y, test_x, test_y, seeds: int) -> dict[int, list[float]]:
@@ -152,14 +172,15 @@ def plot_few_label(scores: dict, path: Path) -> None:
     tasks = sorted({t for (_, t) in scores})
     fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 3.8), squeeze=False)
     for ax, task in zip(axes[0], tasks):
-        for name in ("pretrained", "random", "hist"):
+        for name in ("pretrained", "random", "hist", "finetune-pretrained", "finetune-random"):
             if (name, task) not in scores:
                 continue
-            xs = [n for n in SHOTS if n and scores[(name, task)][n]]
+            xs = [n for n in SHOTS if n and scores[(name, task)].get(n)]
             mean = [np.mean(scores[(name, task)][n]) for n in xs]
             std = [np.std(scores[(name, task)][n]) for n in xs]
-            ax.errorbar(xs, mean, yerr=std, marker="o", capsize=3, label=name)
-            if scores[(name, task)][0]:
+            ax.errorbar(xs, mean, yerr=std, marker="o", capsize=3, label=name,
+                        ls="--" if name.startswith("finetune") else "-")
+            if scores[(name, task)].get(0):
                 ax.axhline(scores[(name, task)][0][0], ls=":", lw=0.8, color=ax.lines[-1].get_color())
         ax.set_xscale("log")
         ax.set_xlabel("labelled flows per class (dotted: all)")
@@ -207,6 +228,9 @@ def main(argv=None) -> int:
     ap.add_argument("--per-class", type=int, default=300, help="lab: flows per class and side.")
     ap.add_argument("--lab-seconds", type=float, default=180.0, help="Traffic duration of each lab capture.")
     ap.add_argument("--lab-captures", type=int, default=3, help="Lab captures on each side.")
+    ap.add_argument("--finetune-shots", type=int, nargs="*", default=[5, 10, 50],
+                    help="Labelled flows per class for the light fine-tune (none: skip it).")
+    ap.add_argument("--finetune-steps", type=int, default=120, help="AdamW steps of each light fine-tune.")
     ap.add_argument("--gen-packets", type=int, default=3000, help="Held-out packets scored per field.")
     ap.add_argument("--curves", type=Path, nargs="*", default=[],
                     help="Pre-training output folders (losses.json) whose POP/HTP accuracy curves to plot.")
@@ -275,6 +299,17 @@ def main(argv=None) -> int:
             label = "all" if n == 0 else str(n)
             metrics[f"fewshot{label}_{name}_{task}"] = round(float(np.mean(values)), 4) if values else None
             metrics[f"fewshot{label}_{name}_{task}_std"] = round(float(np.std(values)), 4) if values else None
+    for task in tasks.values():
+        for name, model in (("pretrained", pretrained), ("random", random_init)):
+            t0 = time.perf_counter()
+            by_n = fine_tune_scores(model, task.train_firsts[:, :k], task.train_y, task.test_firsts[:, :k],
+                                    task.test_y, args.seeds, args.finetune_shots, args.finetune_steps)
+            scores[(f"finetune-{name}", task.name)] = by_n
+            log(f"  {task.name:5s} fine-tune {name:10s} " + "  ".join(
+                f"{n}: {np.mean(v):.3f}" for n, v in by_n.items() if v) + f"  ({time.perf_counter() - t0:.0f} s)")
+            for n, values in by_n.items():
+                metrics[f"finetune{n}_{name}_{task.name}"] = round(float(np.mean(values)), 4) if values else None
+                metrics[f"finetune{n}_{name}_{task.name}_std"] = round(float(np.std(values)), 4) if values else None
     plot_few_label(scores, args.work / "few_label.png")
 
     test_side = _test_corpus(args.work, tasks, args)

@@ -324,7 +324,9 @@ def test_batch_builders_keep_flows_apart(corpus):
         for rows in msp.rows:
             rows = rows[rows >= 0]
             assert len(set(corpus.flow_key[rows])) == 1
-            assert (np.diff(position[rows]) == 1).all()
+            # consecutive packets, or (generation windows) the packet after earlier ones of its direction
+            assert (np.diff(position[rows]) == 1).all() or (corpus.direction[rows] == corpus.direction[rows[-1]]).all()
+            assert (np.diff(position[rows]) > 0).all()
         pop = builder.pop(rng, 16)
         for rows, target in zip(pop.rows, pop.target.numpy()):
             present = rows >= 0
@@ -381,6 +383,34 @@ def test_flow_context_windows_end_at_the_packet(corpus):
     np.testing.assert_array_equal(ctx[0], [packets[0], -1, -1, -1])
     np.testing.assert_array_equal(ctx[-1], packets[-4:])
     assert all(row[row >= 0][-1] == p for row, p in zip(ctx, packets))
+
+
+def test_generation_context_is_the_same_direction_history(corpus):
+    fl = corpus.flows
+    f = int(np.argmax(fl.count))
+    packets = fl.packets(f)
+    assert len(set(corpus.direction[packets].tolist())) == 2, "the test needs a two-way flow"
+    ctx = corpus.generation_context(packets, 4)
+    for row, p in zip(ctx, packets):
+        kept = row[row >= 0]
+        assert kept[-1] == p
+        assert (corpus.direction[kept] == corpus.direction[p]).all()
+        pos = np.flatnonzero(packets == p)[0]
+        before = packets[max(pos - 16, 0): pos]
+        want = before[corpus.direction[before] == corpus.direction[p]][-3:]
+        np.testing.assert_array_equal(kept[:-1], want)
+
+
+def test_generation_windows_in_pretraining_keep_one_direction(corpus):
+    model = LensModel(tiny_config())
+    builder = BatchBuilder(model, corpus, fast_settings(field_prob=1.0))
+    batch = builder.msp(np.random.default_rng(1), 32)
+    rows = [r[r >= 0] for r in batch.rows]
+    assert all((corpus.direction[r] == corpus.direction[r[-1]]).all() for r in rows)
+    assert any(len(r) > 1 for r in rows)
+    mixed = BatchBuilder(model, corpus, fast_settings(field_prob=1.0, field_same_direction=False))
+    rows = [r[r >= 0] for r in mixed.msp(np.random.default_rng(1), 32).rows]
+    assert any(len(set(corpus.direction[r].tolist())) == 2 for r in rows), "consecutive windows mix directions"
 
 
 def test_generation_mode_hides_one_field_of_the_last_packet(corpus):
@@ -574,3 +604,23 @@ def test_eval_generation_reports_fields_and_baseline(tmp_path, workspace, capsys
         assert done.code in (0, None)
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert last["split"] == "test" and "ttl_model" in last and "ttl_baseline" in last
+
+
+def test_light_fine_tune_learns_a_separable_task_and_leaves_the_model_alone(corpus):
+    from packetclip.evaluate.finetune import FineTuneSettings, fine_tune_probe
+
+    model = LensModel(tiny_config(), seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = np.random.default_rng(0)
+    views = np.zeros((120, 2, 32), np.uint8)
+    y = np.repeat(np.array(["a", "b", "c"]), 40)
+    views[:, 0, :20] = np.select([y == "a", y == "b"], [0x11, 0x77], 0xC3)[:, None]   # the bytes tell the class
+    views[:, 0, 0] = 0x45
+    views[:, 0, 12:16] = rng.integers(0, 256, (120, 4))                                # and some noise
+    score = fine_tune_probe(model, views[::2], y[::2], views[1::2], y[1::2], seed=0,
+                            settings=FineTuneSettings(steps=60, batch_size=20))
+    assert score.n_classes == 3 and score.n_test == 60
+    assert score.macro_f1 > 0.8
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), "the caller's model is untouched"
+    with pytest.raises(PacketClipError, match="at least 2 classes"):
+        fine_tune_probe(model, views[:5], ["a"] * 5, views[5:10], y[5:10])

@@ -202,6 +202,26 @@ class TrafficCorpus:
     def __len__(self) -> int:
         return int(self.views.shape[0])
 
+    def generation_context(self, rows: np.ndarray, k: int, look_back: int = 16) -> np.ndarray:
+        """``[n, k]`` packet rows: each of ``rows`` after up to ``k - 1`` earlier packets of its flow **in the
+        same direction** (latest ones, among the ``look_back`` packets before it), left-aligned, ``-1`` after.
+
+        Views mask addresses and ports, so a model cannot tell which earlier packet came from the same
+        sender; the previous-packet baseline of the generation task reads that from the flow table. Picking
+        the context by direction gives the model the same information (and the baseline's look-back).
+        """
+        rows = np.asarray(rows, np.int64)
+        history = self.flows.context(rows, look_back)
+        filled = (history >= 0).sum(axis=1)
+        same = (history >= 0) & (self.direction[np.maximum(history, 0)] == self.direction[rows][:, None])
+        same &= np.arange(look_back)[None, :] < (filled - 1)[:, None]     # earlier packets only
+        out = np.full((len(rows), k), -1, np.int64)
+        for i in range(len(rows)):
+            earlier = history[i, same[i]][-(k - 1):] if k > 1 else history[i, :0]
+            out[i, : len(earlier)] = earlier
+            out[i, len(earlier)] = rows[i]
+        return out
+
 
 def fit_width(views: np.ndarray, width: int) -> np.ndarray:
     """Views cut or zero-padded to ``width`` bytes (the first bytes mean the same whatever the view size)."""

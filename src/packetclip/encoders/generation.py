@@ -2,9 +2,10 @@
 
 For each field (:data:`packetclip.encoders.corruption.FIELD_SIZES`: TTL / hop limit, IP length, TCP flags,
 TCP window, UDP length) and each sampled packet of a **held-out flow** (the workspace's test split, or a
-corpus the caller holds out), the model reads the packet with the up to ``k - 1`` packets of its flow before
-it (the context the previous-packet baseline also has) with only that field hidden, and generates it
-greedily. Scores per field:
+corpus the caller holds out), the model reads the packet with the up to ``k - 1`` latest packets of its flow
+before it in the same direction (:meth:`~packetclip.encoders.data.TrafficCorpus.generation_context`: the
+history the previous-packet baseline reads, as views mask the addresses that would tell directions apart)
+with only that field hidden, and generates it greedily. Scores per field:
 
 - **exact match** of all the field's bytes;
 - **within tolerance** (:data:`FIELD_TOLERANCE`) for the numeric fields: IP/UDP length within 8 bytes or
@@ -169,7 +170,7 @@ def evaluate_generation_corpus(model: LensModel, test: TrafficCorpus, train: Tra
     rng = np.random.default_rng(seed)
     rows = _sample(test, per_flow, max_packets, rng)
     views, lengths = test.views[rows], test.lengths[rows]
-    context = test.flows.context(rows, k)
+    context = test.generation_context(rows, k)
     present = context >= 0
     safe = np.where(present, context, 0)
     windows = np.where(present[..., None], test.views[safe], 0).astype(np.uint8)

@@ -68,7 +68,10 @@ class PretrainSettings:
     (:func:`~packetclip.encoders.corruption.hide_order_fields`); ``hard_negative_prob`` is the share of HTP
     negatives drawn from the same capture *and* protocol, among the flows nearest in time to the anchor's;
     ``field_context`` trains generation as it is evaluated: one field of the last packet of a window of up
-    to ``k`` consecutive packets of a flow (else: one packet, any subset of its fields).
+    to ``k`` consecutive packets of a flow (else: one packet, any subset of its fields); with
+    ``field_same_direction`` the window is the packet after its latest earlier packets *in the same
+    direction* (:meth:`~packetclip.encoders.data.TrafficCorpus.generation_context`), which is what the model
+    needs to copy a sender's TTL or window when addresses are masked.
 
     ``batch_msp`` is small on purpose: the decoder makes span prediction ~3x the cost of the encoder-only
     objectives, and on a CPU budget more steps matter more than a bigger span batch. Measured with
@@ -100,6 +103,7 @@ class PretrainSettings:
     hide_order_fields: bool = True
     hard_negative_prob: float = 0.75
     field_context: bool = True
+    field_same_direction: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.steps, int) or isinstance(self.steps, bool) or self.steps < 1:
@@ -204,7 +208,8 @@ class BatchBuilder:
             if s.field_context and rng.random() < s.field_prob:   # a packet and the ones before it
                 fields_mode[i] = True
                 row = fl.packets(int(f))[int(rng.integers(0, fl.count[f]))]
-                window = fl.context(np.array([row]), k)[0]
+                window = (self.corpus.generation_context(np.array([row]), k) if s.field_same_direction
+                          else fl.context(np.array([row]), k))[0]
                 m = int((window >= 0).sum())
                 rows[i, :m] = window[:m]
                 last[i] = m - 1
