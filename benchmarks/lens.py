@@ -22,7 +22,7 @@ Pre-training (unless ``--checkpoint``) uses only the training side (ndpi trainin
 captures). ``--checkpoint`` evaluates any saved Lens model (e.g. a long run's) instead.
 
 Last line: one JSON object (``fewshot{10,50}_{pretrained,random,hist}_{ndpi,lab}`` and ``..._std``,
-``finetune{5,10,50}_{pretrained,random}_{ndpi,lab}`` and ``..._std``,
+``finetune{10,50}_{pretrained,random}_{ndpi,lab}`` and ``..._std``,
 ``gen_exact_mean``, ``gen_exact_mean_baseline`` (best baseline per field, averaged), ``gen_exact_min_margin``
 (worst field: model - best baseline), ...).
 """
@@ -228,7 +228,7 @@ def main(argv=None) -> int:
     ap.add_argument("--per-class", type=int, default=300, help="lab: flows per class and side.")
     ap.add_argument("--lab-seconds", type=float, default=180.0, help="Traffic duration of each lab capture.")
     ap.add_argument("--lab-captures", type=int, default=3, help="Lab captures on each side.")
-    ap.add_argument("--finetune-shots", type=int, nargs="*", default=[5, 10, 50],
+    ap.add_argument("--finetune-shots", type=int, nargs="*", default=[10, 50],
                     help="Labelled flows per class for the light fine-tune (none: skip it).")
     ap.add_argument("--finetune-steps", type=int, default=120, help="AdamW steps of each light fine-tune.")
     ap.add_argument("--gen-packets", type=int, default=3000, help="Held-out packets scored per field.")

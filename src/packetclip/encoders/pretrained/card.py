@@ -101,7 +101,7 @@ def bench_figures(path: Path) -> dict:
     data = json.loads(lines[-1])
     keep = {}
     for key, value in data.items():
-        if key.startswith("fewshot") or key in ("gen_exact_mean", "gen_exact_mean_baseline", "gen_exact_min_margin",
+        if key.startswith(("fewshot", "finetune")) or key in ("gen_exact_mean", "gen_exact_mean_baseline", "gen_exact_min_margin",
                                                 "gen_heldout_flows", "gen_heldout_packets"):
             keep[key] = value
         elif key.startswith("gen_") and key[4:].rsplit("_", 1)[0] in GEN_FIELDS:
@@ -199,6 +199,19 @@ def summary_lines(meta: dict) -> list[str]:
                 lines.append(f"  - linear probe, {shots} labelled flows per class (macro-F1, mean ± std over "
                              f"seeds; random = same architecture untrained, hist = byte histogram): "
                              + "; ".join(parts) + ".")
+        for shots in (10, 50):
+            parts = []
+            for task in ("ndpi", "lab"):
+                cells = []
+                for kind in ("pretrained", "random"):
+                    v, s = fig.get(f"finetune{shots}_{kind}_{task}"), fig.get(f"finetune{shots}_{kind}_{task}_std")
+                    if v is not None:
+                        cells.append(f"{kind} {v:.3f}" + (f" ± {s:.3f}" if s is not None else ""))
+                if cells:
+                    parts.append(f"{task}: " + ", ".join(cells))
+            if parts:
+                lines.append(f"  - light fine-tune (encoder + linear head, one fixed recipe), {shots} labelled flows "
+                             f"per class (macro-F1, mean ± std over seeds): " + "; ".join(parts) + ".")
         if fig.get("gen_exact_mean") is not None:
             per_field = [f"{f} {fig[f'gen_{f}_model']:.3f} vs {max(fig.get(f'gen_{f}_baseline') or 0, fig.get(f'gen_{f}_previous') or 0):.3f}"
                          for f in GEN_FIELDS if fig.get(f"gen_{f}_model") is not None]
