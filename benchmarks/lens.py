@@ -299,7 +299,7 @@ def main(argv=None) -> int:
             label = "all" if n == 0 else str(n)
             metrics[f"fewshot{label}_{name}_{task}"] = round(float(np.mean(values)), 4) if values else None
             metrics[f"fewshot{label}_{name}_{task}_std"] = round(float(np.std(values)), 4) if values else None
-    for task in tasks.values():
+    for task in tasks.values() if args.finetune_shots else ():
         for name, model in (("pretrained", pretrained), ("random", random_init)):
             t0 = time.perf_counter()
             by_n = fine_tune_scores(model, task.train_firsts[:, :k], task.train_y, task.test_firsts[:, :k],
