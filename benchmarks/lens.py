@@ -240,6 +240,11 @@ def main(argv=None) -> int:
     ap.add_argument("--long", type=Path, metavar="DIR",
                     help="Only pre-train, resumably, into DIR for --pretrain-minutes (the shipped encoder's recipe); "
                          "snapshots at doubling step counts go to DIR/snapshots/step-N for the learning curve.")
+    ap.add_argument("--total-steps", type=int, help="--long: total steps of the run (default: fitted to the time).")
+    ap.add_argument("--field-prob", type=float, help="--long: share of span inputs that hide one header field.")
+    ap.add_argument("--field-windows", choices=["same-direction", "consecutive"],
+                    help="--long: what a hidden field's packet is read after (default same-direction).")
+    ap.add_argument("--stop-at-step", type=int, help="--long: end this call at that step.")
     args = ap.parse_args(argv)
 
     import torch
@@ -342,23 +347,40 @@ def long_pretrain(args, corpus, pre_ws) -> int:
     """Hours of pre-training in one resumable folder; a snapshot at each doubling of the step count.
 
     The total step count is fixed on the first call from a timing run (so the cosine schedule ends within
-    ``--pretrain-minutes``); a later call with the same DIR resumes and keeps that total.
+    ``--pretrain-minutes``) unless ``--total-steps`` gives it; a later call with the same DIR resumes and keeps
+    the stored settings, except those given again: ``--total-steps`` (the cosine schedule stretches),
+    ``--field-prob`` and ``--field-windows`` are written into the checkpoint's settings before resuming (a
+    phase of the recipe; the card lists the phases). ``--stop-at-step`` ends the call at that step.
     """
     import shutil
 
     from packetclip.encoders.lens import LensConfig
-    from packetclip.encoders.pretrain import PretrainSettings, pretrain, time_steps
+    from packetclip.encoders.pretrain import TRAINER_STATE, PretrainSettings, pretrain, time_steps
 
     out = args.long
     resume = (out / "checkpoint").is_dir()
     config = LensConfig(size=args.size)
     settings = None
+    changes = {k: v for k, v in (("steps", args.total_steps), ("field_prob", args.field_prob),
+                                 ("field_same_direction", None if args.field_windows is None
+                                  else args.field_windows == "same-direction")) if v is not None}
     if not resume:
         settings = PretrainSettings(seed=0, steps=1_000_000)
-        per_step = time_steps(config, settings, corpus)
-        settings.steps = int(max(100, args.pretrain_minutes * 60 * 0.92 / per_step))
+        if args.total_steps is None:
+            per_step = time_steps(config, settings, corpus)
+            settings.steps = int(max(100, args.pretrain_minutes * 60 * 0.92 / per_step))
+        for key, value in changes.items():
+            setattr(settings, key, value)
         settings.save_every = 250
-        log(f"long pre-training: {settings.steps} steps (~{per_step:.2f} s/step) on {len(corpus):,} packets")
+        log(f"long pre-training: {settings.steps} steps on {len(corpus):,} packets")
+    elif changes:
+        state_path = out / "checkpoint" / TRAINER_STATE
+        state = json.loads(state_path.read_text())
+        log(f"resuming with {changes} (stored: { {k: state['settings'].get(k) for k in changes} })")
+        state["settings"].update(changes)
+        tmp = state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state))
+        tmp.replace(state_path)
     started = time.perf_counter()
     step = _steps_of(out) or 0
     milestone = 250
@@ -366,10 +388,11 @@ def long_pretrain(args, corpus, pre_ws) -> int:
         while milestone <= step:
             milestone *= 2
         left = args.pretrain_minutes * 60 - (time.perf_counter() - started)
-        if left <= 0:
+        if left <= 0 or (args.stop_at_step is not None and step >= args.stop_at_step):
             break
+        stop = milestone if args.stop_at_step is None else min(milestone, args.stop_at_step)
         result = pretrain(pre_ws, out, config=None if resume else config, settings=settings, resume=resume,
-                          overwrite=not resume, max_seconds=left, stop_after=milestone - step, progress=False,
+                          overwrite=not resume, max_seconds=left, stop_after=stop - step, progress=False,
                           corpus=corpus)
         resume, settings = True, None
         step = result.steps_done
