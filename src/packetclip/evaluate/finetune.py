@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from packetclip.errors import PacketClipError
-from packetclip.evaluate.probe import ProbeScore
+from packetclip.evaluate.probe import ProbeScore, score_predictions
 
 
 @dataclass
@@ -34,7 +34,6 @@ def fine_tune_probe(model, train_views: np.ndarray, train_y, test_views: np.ndar
     """Fine-tune a copy of ``model`` (a :class:`~packetclip.encoders.lens.LensModel`) with a linear head on
     flows ``uint8 [n, k, L]`` and score it on the test flows (macro-F1 over the test classes)."""
     import torch
-    from sklearn.metrics import accuracy_score, f1_score, recall_score
 
     from packetclip.encoders.base import local_seed
 
@@ -87,11 +86,4 @@ def fine_tune_probe(model, train_views: np.ndarray, train_y, test_views: np.ndar
             for a in range(0, len(test_y), s.eval_batch_size):
                 predicted[a: a + s.eval_batch_size] = head(encode(net, test_views[a: a + s.eval_batch_size])
                                                             ).argmax(-1).cpu().numpy()
-    predicted_labels = classes[predicted]
-    labels = sorted(set(test_y.tolist()))
-    return ProbeScore(
-        macro_f1=float(f1_score(test_y, predicted_labels, labels=labels, average="macro", zero_division=0)),
-        accuracy=float(accuracy_score(test_y, predicted_labels)),
-        n_train=int(len(train_y)), n_test=int(len(test_y)), n_classes=int(len(classes)),
-        macro_recall=float(recall_score(test_y, predicted_labels, labels=labels, average="macro", zero_division=0)),
-    )
+    return score_predictions(test_y, classes[predicted], n_train=len(train_y), n_classes=len(classes))

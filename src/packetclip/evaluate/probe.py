@@ -33,7 +33,6 @@ def linear_probe(train_X, train_y, test_X, test_y, seed: int = 0, *, max_iter: i
                  C: float = 1.0) -> ProbeScore:
     """Fit standardise + logistic regression on ``train_*``; macro-F1 and accuracy on ``test_*``."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import accuracy_score, f1_score, recall_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -51,11 +50,18 @@ def linear_probe(train_X, train_y, test_X, test_y, seed: int = 0, *, max_iter: i
     clf = make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=max_iter, C=C,
                                                              random_state=seed))
     clf.fit(np.nan_to_num(train_X), train_y)
-    predicted = clf.predict(np.nan_to_num(test_X))
+    return score_predictions(test_y, clf.predict(np.nan_to_num(test_X)), n_train=len(train_y), n_classes=len(classes))
+
+
+def score_predictions(test_y, predicted, *, n_train: int, n_classes: int) -> ProbeScore:
+    """Macro-F1 (over the classes present in ``test_y``), accuracy and macro recall of predicted labels."""
+    from sklearn.metrics import accuracy_score, f1_score, recall_score
+
+    test_y, predicted = np.asarray(test_y), np.asarray(predicted)
     labels = sorted(set(test_y.tolist()))
     return ProbeScore(
         macro_f1=float(f1_score(test_y, predicted, labels=labels, average="macro", zero_division=0)),
         accuracy=float(accuracy_score(test_y, predicted)),
-        n_train=int(len(train_y)), n_test=int(len(test_y)), n_classes=int(len(classes)),
+        n_train=int(n_train), n_test=int(len(test_y)), n_classes=int(n_classes),
         macro_recall=float(recall_score(test_y, predicted, labels=labels, average="macro", zero_division=0)),
     )

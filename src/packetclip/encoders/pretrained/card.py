@@ -148,6 +148,20 @@ def figures_current(meta: dict) -> bool:
     return bool(fig) and fig.get("measured_on_sha256") == meta.get("weights", {}).get("sha256")
 
 
+def _budget_line(fig: dict, prefix: str, shots: int, kinds: tuple[str, ...]) -> str:
+    """``ndpi: pretrained 0.1 ± 0.0, random ...; lab: ...`` for one study and labelled-flow budget."""
+    parts = []
+    for task in ("ndpi", "lab"):
+        cells = []
+        for kind in kinds:
+            v, s = fig.get(f"{prefix}{shots}_{kind}_{task}"), fig.get(f"{prefix}{shots}_{kind}_{task}_std")
+            if v is not None:
+                cells.append(f"{kind} {v:.3f}" + (f" ± {s:.3f}" if s is not None else ""))
+        if cells:
+            parts.append(f"{task}: " + ", ".join(cells))
+    return "; ".join(parts)
+
+
 def summary_lines(meta: dict) -> list[str]:
     """The card's body (shared by card.md and the README block)."""
     w = meta.get("weights", {})
@@ -185,33 +199,15 @@ def summary_lines(meta: dict) -> list[str]:
         where = f" (step {fig['measured_at_step']:,})" if fig.get("measured_at_step") else ""
         lines.append(f"- **Figures** (`benchmarks/lens.py --checkpoint` on these weights{where}; test side never "
                      f"pre-trained on: ndpi split by capture, lab by attack episode).{stale}")
-        for shots in (10, 50):
-            parts = []
-            for task in ("ndpi", "lab"):
-                cells = []
-                for kind in ("pretrained", "random", "hist"):
-                    v, s = fig.get(f"fewshot{shots}_{kind}_{task}"), fig.get(f"fewshot{shots}_{kind}_{task}_std")
-                    if v is not None:
-                        cells.append(f"{kind} {v:.3f}" + (f" ± {s:.3f}" if s is not None else ""))
-                if cells:
-                    parts.append(f"{task}: " + ", ".join(cells))
-            if parts:
-                lines.append(f"  - linear probe, {shots} labelled flows per class (macro-F1, mean ± std over "
-                             f"seeds; random = same architecture untrained, hist = byte histogram): "
-                             + "; ".join(parts) + ".")
-        for shots in (10, 50):
-            parts = []
-            for task in ("ndpi", "lab"):
-                cells = []
-                for kind in ("pretrained", "random"):
-                    v, s = fig.get(f"finetune{shots}_{kind}_{task}"), fig.get(f"finetune{shots}_{kind}_{task}_std")
-                    if v is not None:
-                        cells.append(f"{kind} {v:.3f}" + (f" ± {s:.3f}" if s is not None else ""))
-                if cells:
-                    parts.append(f"{task}: " + ", ".join(cells))
-            if parts:
-                lines.append(f"  - light fine-tune (encoder + linear head, one fixed recipe), {shots} labelled flows "
-                             f"per class (macro-F1, mean ± std over seeds): " + "; ".join(parts) + ".")
+        studies = (("fewshot", ("pretrained", "random", "hist"), "linear probe, {} labelled flows per class (macro-F1, "
+                    "mean ± std over seeds; random = same architecture untrained, hist = byte histogram)"),
+                   ("finetune", ("pretrained", "random"), "light fine-tune (encoder + linear head, one fixed "
+                    "recipe), {} labelled flows per class (macro-F1, mean ± std over seeds)"))
+        for prefix, kinds, title in studies:
+            for shots in (10, 50):
+                line = _budget_line(fig, prefix, shots, kinds)
+                if line:
+                    lines.append(f"  - {title.format(shots)}: {line}.")
         if fig.get("gen_exact_mean") is not None:
             per_field = [f"{f} {fig[f'gen_{f}_model']:.3f} vs {max(fig.get(f'gen_{f}_baseline') or 0, fig.get(f'gen_{f}_previous') or 0):.3f}"
                          for f in GEN_FIELDS if fig.get(f"gen_{f}_model") is not None]
