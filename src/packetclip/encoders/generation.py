@@ -176,7 +176,7 @@ def evaluate_generation_corpus(model: LensModel, test: TrafficCorpus, train: Tra
     windows = np.where(present[..., None], test.views[safe], 0).astype(np.uint8)
     window_lengths = np.where(present, test.lengths[safe], 0)
     offsets = field_offsets(views, lengths)
-    previous = _previous_same_direction(test, rows)
+    previous = _previous_same_direction(test, rows, context)
     prev_safe = np.maximum(previous, 0)
     prev_offsets = field_offsets(test.views[prev_safe], test.lengths[prev_safe])
     train_rows = rng.choice(len(train), min(len(train), 200_000), replace=False) if len(train) else np.zeros(0, int)
@@ -208,17 +208,13 @@ def evaluate_generation_corpus(model: LensModel, test: TrafficCorpus, train: Tra
     return report
 
 
-def _previous_same_direction(corpus: TrafficCorpus, rows: np.ndarray, look_back: int = 16) -> np.ndarray:
-    """For each row, the latest earlier packet of its flow in the same direction (``-1``: none)."""
-    context = corpus.flows.context(rows, look_back)
+def _previous_same_direction(corpus: TrafficCorpus, rows: np.ndarray, context: np.ndarray) -> np.ndarray:
+    """For each row, the latest earlier packet of its flow in the same direction (``-1``: none): the slot
+    before the row in its generation context, so the baseline and the model read the same history."""
+    if context.shape[1] < 2:
+        context = corpus.generation_context(rows, 2)
     filled = (context >= 0).sum(axis=1)
-    out = np.full(len(rows), -1, np.int64)
-    for j in range(look_back - 1):   # slots before the row's own (the last filled one)
-        cand = context[:, j]
-        ok = (j < filled - 1) & (cand >= 0)
-        same = ok & (corpus.direction[np.maximum(cand, 0)] == corpus.direction[rows])
-        out = np.where(same, cand, out)   # later slots overwrite earlier ones: the latest wins
-    return out
+    return np.where(filled >= 2, context[np.arange(len(rows)), np.maximum(filled - 2, 0)], -1)
 
 
 def _exact(predicted: np.ndarray, truth: np.ndarray) -> float:
